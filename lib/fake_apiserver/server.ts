@@ -895,6 +895,8 @@ export class FakeApiServer {
       metadata: {
         ...obj.metadata,
         uid: crypto.randomUUID(),
+        // Placeholder so the canonical key order holds once the store stamps it.
+        resourceVersion: "",
         creationTimestamp: formatTime(new Date(this.#now())),
       },
     });
@@ -1081,6 +1083,7 @@ export class FakeApiServer {
           ...obj.metadata,
           ...(t.namespaced ? { namespace: ns } : {}),
           uid: existing?.object.metadata.uid ?? crypto.randomUUID(),
+          resourceVersion: "",
           creationTimestamp: existing?.object.metadata.creationTimestamp ??
             formatTime(new Date(this.#now())),
         },

@@ -1,0 +1,419 @@
+/**
+ * The Kubernetes client kevents uses: JSON requests and watches over the
+ * shared HTTP/1.1 pool of a {@linkcode PooledKubeConfig}, each bounded by a
+ * timeout and cancellable by an AbortSignal, with failures mapped to the
+ * typed errors of errors.ts. Objects are typed with @kubernetes/client-node's
+ * API types; resourceVersions are passed through as opaque strings.
+ *
+ * @module
+ */
+
+import { fetch } from "undici";
+import type { ApiType, Configuration } from "@kubernetes/client-node";
+import {
+  errorFromResponse,
+  KubeApiError,
+  KubeNetworkError,
+  KubeTimeoutError,
+  type RequestDescription,
+  WatchDecodeError,
+  WatchStalledError,
+} from "./errors.ts";
+import type { PooledKubeConfig } from "./kube_config.ts";
+import { readWatchBatches, type WatchEvent } from "./watch_stream.ts";
+
+/** A resource kevents talks to. */
+export interface ResourceRef {
+  group: string;
+  version: string;
+  /** Plural name as in URLs. */
+  resource: string;
+  namespaced: boolean;
+}
+
+/** core/v1 events. */
+export const EVENTS: ResourceRef = {
+  group: "",
+  version: "v1",
+  resource: "events",
+  namespaced: true,
+};
+/** core/v1 configmaps. */
+export const CONFIGMAPS: ResourceRef = {
+  group: "",
+  version: "v1",
+  resource: "configmaps",
+  namespaced: true,
+};
+/** core/v1 endpoints. */
+export const ENDPOINTS: ResourceRef = {
+  group: "",
+  version: "v1",
+  resource: "endpoints",
+  namespaced: true,
+};
+/** core/v1 componentstatuses. */
+export const COMPONENT_STATUSES: ResourceRef = {
+  group: "",
+  version: "v1",
+  resource: "componentstatuses",
+  namespaced: false,
+};
+/** coordination.k8s.io/v1 leases. */
+export const LEASES: ResourceRef = {
+  group: "coordination.k8s.io",
+  version: "v1",
+  resource: "leases",
+  namespaced: true,
+};
+
+/** Query parameters; undefined values are left out. */
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Options of one request. */
+export interface RequestOptions {
+  query?: Query;
+  /** JSON body. */
+  body?: unknown;
+  /** Body media type (default application/json). */
+  contentType?: string;
+  /** Cancels the request; it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Overrides the client's request timeout. */
+  timeoutMs?: number;
+}
+
+/** A page of a list. */
+export interface ListPage<T> {
+  items: T[];
+  /** The collection's resourceVersion (opaque). */
+  resourceVersion: string;
+  /** Token for the next page; undefined on the last page. */
+  continueToken: string | undefined;
+}
+
+/** Options of a list request. */
+export interface ListOptions {
+  namespace?: string;
+  limit?: number;
+  continueToken?: string;
+  resourceVersion?: string;
+  fieldSelector?: string;
+  labelSelector?: string;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** Options of a watch. */
+export interface WatchOptions {
+  namespace?: string;
+  /** Start after this resourceVersion (opaque); omit for "current state first". */
+  resourceVersion?: string;
+  allowWatchBookmarks?: boolean;
+  /** Ask the server to end the watch after this long. */
+  timeoutSeconds?: number;
+  fieldSelector?: string;
+  labelSelector?: string;
+  /** Ends the watch; the generator then throws the signal's reason. */
+  signal?: AbortSignal;
+  /** Throw {@linkcode WatchStalledError} when no byte arrives for this long (default: never). */
+  idleTimeoutMs?: number;
+}
+
+/** Options for {@linkcode KubeClient}. */
+export interface KubeClientOptions {
+  /** Timeout of each request, response body included (default 10 s). */
+  requestTimeoutMs?: number;
+  /** User-Agent header (default "kevents"). */
+  userAgent?: string;
+}
+
+function describe(e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
+  if (cause?.code !== undefined) {
+    return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+  }
+  if (cause?.message !== undefined) return cause.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** A Kubernetes API client over the shared connection pool. */
+export class KubeClient {
+  readonly config: PooledKubeConfig;
+  #server: string;
+  #timeoutMs: number;
+  #userAgent: string;
+
+  constructor(config: PooledKubeConfig, options: KubeClientOptions = {}) {
+    this.config = config;
+    const server = config.getCurrentCluster()?.server;
+    if (server === undefined) {
+      throw new Error("Cannot create a Kubernetes client: no current cluster");
+    }
+    this.#server = server.replace(/\/$/, "");
+    this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#userAgent = options.userAgent ?? "kevents";
+  }
+
+  /** The API server's base URL. */
+  get server(): string {
+    return this.#server;
+  }
+
+  /** The request timeout in ms. */
+  get requestTimeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  /** The URL path of a resource collection or object. */
+  pathFor(ref: ResourceRef, namespace?: string, name?: string): string {
+    const base = ref.group === "" ? `/api/${ref.version}` : `/apis/${ref.group}/${ref.version}`;
+    const ns = ref.namespaced && namespace !== undefined && namespace !== ""
+      ? `/namespaces/${encodeURIComponent(namespace)}`
+      : "";
+    const obj = name === undefined ? "" : `/${encodeURIComponent(name)}`;
+    return `${base}${ns}/${ref.resource}${obj}`;
+  }
+
+  #url(path: string, query: Query = {}): URL {
+    const url = new URL(this.#server + path);
+    for (const [k, v] of Object.entries(query)) {
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    }
+    return url;
+  }
+
+  async #headers(extra: Record<string, string>): Promise<Record<string, string>> {
+    return {
+      ...(await this.config.authHeaders()),
+      Accept: "application/json",
+      "User-Agent": this.#userAgent,
+      ...extra,
+    };
+  }
+
+  /**
+   * Sends one request and parses the JSON answer. Rejects with a typed
+   * KubeApiError subclass for an error answer, KubeTimeoutError after the
+   * timeout, KubeNetworkError when no answer came, or the signal's reason.
+   */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    const url = this.#url(path, options.query);
+    const request: RequestDescription = { method, path: url.pathname + url.search };
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const controller = new AbortController();
+    const timeout = new KubeTimeoutError(timeoutMs, request);
+    const timer = setTimeout(() => controller.abort(timeout), timeoutMs);
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const headers = await this.#headers(
+        options.body === undefined
+          ? {}
+          : { "Content-Type": options.contentType ?? "application/json" },
+      );
+      const res = await fetch(url, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        dispatcher: this.config.dispatcher,
+        signal: controller.signal,
+      });
+      const text = await res.text();
+      if (!res.ok) {
+        throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
+      }
+      return (text === "" ? undefined : JSON.parse(text)) as T;
+    } catch (e) {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      if (e instanceof KubeApiError) throw e;
+      if (e instanceof SyntaxError) {
+        throw new KubeNetworkError(`${method} ${request.path}: answer is not JSON`, {
+          cause: e,
+          request,
+        });
+      }
+      throw new KubeNetworkError(`${method} ${request.path}: ${describe(e)}`, {
+        cause: e,
+        request,
+      });
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Gets one object. */
+  get<T>(ref: ResourceRef, namespace: string, name: string, o: RequestOptions = {}): Promise<T> {
+    return this.request<T>("GET", this.pathFor(ref, namespace, name), o);
+  }
+
+  /** Creates an object. */
+  create<T>(ref: ResourceRef, namespace: string, body: T, o: RequestOptions = {}): Promise<T> {
+    return this.request<T>("POST", this.pathFor(ref, namespace), { ...o, body });
+  }
+
+  /**
+   * Replaces an object. With `metadata.resourceVersion` set this is a
+   * compare-and-swap: a stale version rejects with ConflictError.
+   */
+  replace<T>(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    body: T,
+    o: RequestOptions = {},
+  ): Promise<T> {
+    return this.request<T>("PUT", this.pathFor(ref, namespace, name), { ...o, body });
+  }
+
+  /** Patches an object (merge patch by default). */
+  patch<T>(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    patch: unknown,
+    o: RequestOptions & { type?: "merge" | "strategic" | "json" } = {},
+  ): Promise<T> {
+    const type = o.type ?? "merge";
+    return this.request<T>("PATCH", this.pathFor(ref, namespace, name), {
+      ...o,
+      body: patch,
+      contentType: `application/${type === "json" ? "json-patch" : `${type}-merge-patch`}+json`,
+    });
+  }
+
+  /** Deletes an object. */
+  delete(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    o: RequestOptions = {},
+  ): Promise<unknown> {
+    return this.request("DELETE", this.pathFor(ref, namespace, name), o);
+  }
+
+  /** Lists one page. */
+  async list<T>(ref: ResourceRef, o: ListOptions = {}): Promise<ListPage<T>> {
+    const list = await this.request<{
+      metadata?: { resourceVersion?: string; continue?: string };
+      items?: T[];
+    }>("GET", this.pathFor(ref, o.namespace), {
+      query: {
+        limit: o.limit,
+        continue: o.continueToken,
+        resourceVersion: o.resourceVersion,
+        fieldSelector: o.fieldSelector,
+        labelSelector: o.labelSelector,
+      },
+      signal: o.signal,
+      timeoutMs: o.timeoutMs,
+    });
+    const token = list.metadata?.continue;
+    return {
+      items: list.items ?? [],
+      resourceVersion: list.metadata?.resourceVersion ?? "",
+      continueToken: token === undefined || token === "" ? undefined : token,
+    };
+  }
+
+  /**
+   * Watches a resource, yielding events in batches (one per network chunk).
+   * Ends normally when the server ends the watch; throws the typed error of
+   * an ERROR event (GoneError for 410), WatchDecodeError for malformed
+   * data, WatchStalledError after `idleTimeoutMs` of silence,
+   * KubeNetworkError when the connection breaks, or the signal's reason.
+   */
+  async *watchBatches<T = Record<string, unknown>>(
+    ref: ResourceRef,
+    o: WatchOptions = {},
+  ): AsyncGenerator<WatchEvent<T>[], void, undefined> {
+    const signal = o.signal;
+    signal?.throwIfAborted();
+    const url = this.#url(this.pathFor(ref, o.namespace), {
+      watch: 1,
+      resourceVersion: o.resourceVersion,
+      allowWatchBookmarks: o.allowWatchBookmarks,
+      timeoutSeconds: o.timeoutSeconds,
+      fieldSelector: o.fieldSelector,
+      labelSelector: o.labelSelector,
+    });
+    const request: RequestDescription = { method: "GET", path: url.pathname + url.search };
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    // Until the headers arrive the request timeout applies; after that the
+    // idle limit (if any) is re-armed by every chunk.
+    let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(
+      () => controller.abort(new KubeTimeoutError(this.#timeoutMs, request)),
+      this.#timeoutMs,
+    );
+    const arm = () => {
+      clearTimeout(timer);
+      timer = o.idleTimeoutMs === undefined ? undefined : setTimeout(
+        () => controller.abort(new WatchStalledError(o.idleTimeoutMs!)),
+        o.idleTimeoutMs,
+      );
+    };
+    try {
+      let res;
+      try {
+        res = await fetch(url, {
+          headers: await this.#headers({}),
+          dispatcher: this.config.dispatcher,
+          signal: controller.signal,
+        });
+      } catch (e) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        throw new KubeNetworkError(`GET ${request.path}: ${describe(e)}`, { cause: e, request });
+      }
+      if (!res.ok) {
+        const text = await res.text();
+        throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
+      }
+      const type = res.headers.get("content-type") ?? "";
+      if (!type.startsWith("application/json") || res.body === null) {
+        await res.body?.cancel();
+        throw new WatchDecodeError(
+          `Watch ${request.path} answered 200 with "${type}" instead of a JSON stream`,
+        );
+      }
+      arm();
+      const body = (res.body as ReadableStream<Uint8Array>).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, ctl) {
+            arm();
+            ctl.enqueue(chunk);
+          },
+        }),
+      );
+      try {
+        yield* readWatchBatches<T>(body);
+      } catch (e) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        if (e instanceof KubeApiError || e instanceof WatchDecodeError) throw e;
+        throw new KubeNetworkError(`Watch ${request.path} broke: ${describe(e)}`, {
+          cause: e,
+          request,
+        });
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      // Releases the connection if the consumer stopped early.
+      controller.abort(new Error("Watch closed by its consumer"));
+    }
+  }
+
+  /** A @kubernetes/client-node typed API (CoreV1Api…) that uses this client's pool. */
+  makeApiClient<T extends ApiType>(ctor: new (config: Configuration) => T): T {
+    return this.config.makeApiClient(ctor);
+  }
+
+  /** Closes the connection pool. */
+  async close(): Promise<void> {
+    await this.config.close();
+  }
+}
