@@ -616,6 +616,21 @@ export class FakeApiServer {
     const needsNamespace = ["get", "create", "update", "patch", "delete"].includes(info.verb);
     if (t.namespaced && ns === "" && needsNamespace) throw pathNotFound();
     const p = url.searchParams;
+    const res = await this.#dispatch(t, ns, info, p, req, identity);
+    if (t.resource === "componentstatuses") {
+      res.headers.set("warning", '299 - "v1 ComponentStatus is deprecated in v1.19+"');
+    }
+    return res;
+  }
+
+  async #dispatch(
+    t: ResourceType,
+    ns: string,
+    info: RequestInfo,
+    p: URLSearchParams,
+    req: Request,
+    identity: string,
+  ): Promise<Response> {
     switch (info.verb) {
       case "get":
         return this.#get(t, ns, info.name, req);

@@ -118,6 +118,59 @@ const COLUMNS: Record<string, Column[]> = {
     col("Message", (o) => str((o.conditions as Obj[] | undefined)?.[0], "message")),
     col("Error", (o) => str((o.conditions as Obj[] | undefined)?.[0], "error")),
   ],
+  "rbac.authorization.k8s.io/clusterrolebindings": [
+    NAME,
+    col("Role", (o) => `${str(o, "roleRef", "kind")}/${str(o, "roleRef", "name")}`),
+    AGE,
+  ],
+  "rbac.authorization.k8s.io/rolebindings": [
+    NAME,
+    col("Role", (o) => `${str(o, "roleRef", "kind")}/${str(o, "roleRef", "name")}`),
+    AGE,
+  ],
+  "apps/daemonsets": [
+    NAME,
+    ...[
+      "desiredNumberScheduled",
+      "currentNumberScheduled",
+      "numberReady",
+      "updatedNumberScheduled",
+      "numberAvailable",
+    ]
+      .map((f, i) =>
+        col(
+          ["Desired", "Current", "Ready", "Up-to-date", "Available"][i]!,
+          (o) => Number(str(o, "status", f) || 0),
+          {
+            type: "integer",
+          },
+        )
+      ),
+    col("Node Selector", (o) => {
+      const sel = ((o.spec as Obj | undefined)?.template as Obj | undefined)?.spec as
+        | Obj
+        | undefined;
+      const ns = (sel?.nodeSelector ?? {}) as Record<string, string>;
+      const text = Object.entries(ns).map(([k, v]) => `${k}=${v}`).join(",");
+      return text === "" ? "<none>" : text;
+    }),
+    AGE,
+  ],
+  "apps/deployments": [
+    NAME,
+    col(
+      "Ready",
+      (o) =>
+        `${Number(str(o, "status", "readyReplicas") || 0)}/${
+          Number(str(o, "spec", "replicas") || 1)
+        }`,
+    ),
+    col("Up-to-date", (o) => Number(str(o, "status", "updatedReplicas") || 0), { type: "integer" }),
+    col("Available", (o) => Number(str(o, "status", "availableReplicas") || 0), {
+      type: "integer",
+    }),
+    AGE,
+  ],
   "/serviceaccounts": [
     NAME,
     col("Secrets", (o) => ((o.secrets ?? []) as unknown[]).length, { type: "integer" }),
