@@ -7,14 +7,24 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import {
   type FakeApiServerCommand,
   parseCommandLine,
+  type RunCommand,
   USAGE,
   UsageError,
   VERSION,
 } from "./lib/cli.ts";
+import { runCollector } from "./lib/collector.ts";
+import { type Config, ConfigError, configFileCandidates, parseConfig } from "./lib/config.ts";
 import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
+import { KubeClient } from "./lib/kube_client.ts";
+import { KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "./lib/kube_config.ts";
+import { logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
+import { NullSink } from "./lib/sinks/null.ts";
+import type { Sink } from "./lib/sinks/sink.ts";
+import { StdoutSink } from "./lib/sinks/stdout.ts";
 
 /** Resolves when SIGINT or SIGTERM arrives. */
 function shutdownSignal(): { promise: Promise<string>; dispose: () => void } {
@@ -64,6 +74,102 @@ async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
   }
 }
 
+function readIfExists(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.IsADirectory) {
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+/** Resolves the configuration from datadog.yaml and the environment, once. */
+function resolveConfig(cmd: RunCommand, env: Record<string, string>): Config {
+  const { paths, required } = configFileCandidates(cmd.config, env);
+  let file: { path: string; text: string } | undefined;
+  for (const path of paths) {
+    const text = readIfExists(path);
+    if (text !== undefined) {
+      file = { path, text };
+      break;
+    }
+  }
+  if (file === undefined && required) {
+    const source = cmd.config !== undefined ? "--config" : "DD_CONF_PATH";
+    throw new ConfigError({
+      key: "config file",
+      source,
+      value: paths.join(" or "),
+      rule: "must name an existing datadog.yaml (or a directory holding one)",
+    });
+  }
+  return parseConfig({
+    file,
+    env,
+    serviceAccountNamespace: readIfExists(`${SERVICE_ACCOUNT_DIR}/namespace`),
+  });
+}
+
+function uniqueSuffix(): string {
+  return [...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+async function runCollectorCommand(cmd: RunCommand): Promise<number> {
+  const env = Deno.env.toObject();
+  await setupLogging({ level: logLevelFrom(env.DD_LOG_LEVEL) });
+  const log = getLogger(["kevents"]);
+  let config: Config;
+  let client: KubeClient;
+  try {
+    config = resolveConfig(cmd, env);
+    const kube = loadKubeConfig({
+      path: cmd.kubeconfig,
+      envKubeconfig: env.KUBECONFIG,
+      home: env.HOME,
+      serviceHost: env.KUBERNETES_SERVICE_HOST,
+      servicePort: env.KUBERNETES_SERVICE_PORT,
+    });
+    for (const w of [...config.warnings, ...kube.warnings]) log.warn(w);
+    client = new KubeClient(kube.config, {
+      requestTimeoutMs: config.timings.requestTimeoutMs,
+      userAgent: `kevents/${VERSION}`,
+    });
+    log.info("Using {origin} ({server})", { origin: kube.origin, server: client.server });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof KubeConfigError) {
+      log.fatal(e.message);
+      console.error(`kevents: ${e.message}`);
+      await teardownLogging();
+      return 2;
+    }
+    throw e;
+  }
+  const identity = `${env.POD_NAME || env.HOSTNAME || "kevents"}-${uniqueSuffix()}`;
+  const sinks: Sink[] = config.sinks.map((name) =>
+    name === "null" ? new NullSink() : new StdoutSink()
+  );
+  const root = new AbortController();
+  const signal = shutdownSignal();
+  signal.promise.then((sig) => {
+    log.info("Stopping on {signal}", { signal: sig });
+    root.abort(new Error(`Stopped by ${sig}`));
+  });
+  try {
+    log.info("Starting as {identity}", { identity });
+    await runCollector({ client, config, identity, sinks }, root.signal);
+    return 0;
+  } finally {
+    signal.dispose();
+    await Promise.all(sinks.map((s) => s.close()));
+    await client.close();
+    log.info("Stopped");
+    await teardownLogging();
+  }
+}
+
 async function main(args: string[]): Promise<number> {
   let cmd;
   try {
@@ -84,6 +190,11 @@ async function main(args: string[]): Promise<number> {
       return 0;
     case "fake-apiserver":
       return await runFakeApiServer(cmd);
+    case "run":
+      return await runCollectorCommand(cmd);
+    case "demo":
+      console.error("kevents: demo is not available yet");
+      return 1;
   }
 }
 

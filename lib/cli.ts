@@ -28,8 +28,28 @@ export interface FakeApiServerCommand {
   eventsWatchQuirk: boolean;
 }
 
+/** Options of `kevents run`. */
+export interface RunCommand {
+  name: "run";
+  /** `--kubeconfig`: wins over KUBECONFIG, ~/.kube/config and in-cluster config. */
+  kubeconfig?: string;
+  /** `--config`: path of datadog.yaml (or a directory holding it). */
+  config?: string;
+}
+
+/** Options of `kevents demo`. */
+export interface DemoCommand {
+  name: "demo";
+  /** Generated events per second (default 200). */
+  eventsPerSecond: number;
+  /** Seed of the event generator (default 1). */
+  seed: number;
+}
+
 /** A parsed command line. */
 export type Command =
+  | RunCommand
+  | DemoCommand
   | FakeApiServerCommand
   | { name: "version" }
   | { name: "help"; topic?: string };
@@ -46,6 +66,12 @@ export class UsageError extends Error {
 export const USAGE = `kevents ${VERSION}: Kubernetes event collector
 
 Usage:
+  kevents [run] [--kubeconfig PATH] [--config PATH]
+                                     Collect events (the default command); settings come from
+                                     datadog.yaml and DD_* environment variables
+  kevents demo [--events-per-second N] [--seed N]
+                                     Run three replicas against an embedded fake API server, hand
+                                     leadership over, and report delivered events, duplicates, gaps
   kevents fake-apiserver [options]   Run a fake Kubernetes API server (for trying kevents without a cluster)
   kevents version                    Print the version
   kevents --help                     Print this help
@@ -77,13 +103,86 @@ function number(
   return n;
 }
 
+/** Splits "--flag=value" and "--flag value"; returns [flag, value getter]. */
+function flagOf(
+  rest: readonly string[],
+  i: number,
+): [string, () => string | undefined, () => number] {
+  const arg = rest[i]!;
+  const eq = arg.indexOf("=");
+  const flag = eq > 0 ? arg.slice(0, eq) : arg;
+  const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+  let consumed = 0;
+  return [flag, () => {
+    if (inline !== undefined) return inline;
+    consumed = 1;
+    return rest[i + 1];
+  }, () => consumed];
+}
+
+function path(flag: string, v: string | undefined): string {
+  if (v === undefined || v === "") throw new UsageError(`Cannot parse ${flag}: a path is required`);
+  return v;
+}
+
+function parseRun(rest: readonly string[]): Command {
+  const cmd: RunCommand = { name: "run" };
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, value, consumed] = flagOf(rest, i);
+    switch (flag) {
+      case "--help":
+      case "-h":
+        return { name: "help", topic: "run" };
+      case "--kubeconfig":
+        cmd.kubeconfig = path(flag, value());
+        break;
+      case "--config":
+        cmd.config = path(flag, value());
+        break;
+      default:
+        throw new UsageError(`Unknown option "${rest[i]}" for run: run "kevents --help"`);
+    }
+    i += consumed();
+  }
+  return cmd;
+}
+
+function parseDemo(rest: readonly string[]): Command {
+  const cmd: DemoCommand = { name: "demo", eventsPerSecond: 200, seed: 1 };
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, value, consumed] = flagOf(rest, i);
+    switch (flag) {
+      case "--help":
+      case "-h":
+        return { name: "help", topic: "demo" };
+      case "--events-per-second":
+        cmd.eventsPerSecond = number(
+          flag,
+          value(),
+          (n) => n > 0 && n <= 100_000,
+          "must be a number from 1 to 100000",
+        );
+        break;
+      case "--seed":
+        cmd.seed = number(flag, value(), (n) => Number.isInteger(n), "must be an integer");
+        break;
+      default:
+        throw new UsageError(`Unknown option "${rest[i]}" for demo: run "kevents --help"`);
+    }
+    i += consumed();
+  }
+  return cmd;
+}
+
 /** Parses the arguments after the program name. */
 export function parseCommandLine(args: readonly string[]): Command {
   const [first, ...rest] = args;
-  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
-    return { name: "help" };
-  }
+  if (first === "--help" || first === "-h" || first === "help") return { name: "help" };
   if (first === "version" || first === "--version") return { name: "version" };
+  if (first === undefined) return { name: "run" };
+  if (first === "run") return parseRun(rest);
+  if (first.startsWith("--")) return parseRun(args);
+  if (first === "demo") return parseDemo(rest);
   if (first !== "fake-apiserver") {
     throw new UsageError(`Unknown command "${first}": run "kevents --help" for the list`);
   }

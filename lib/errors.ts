@@ -35,7 +35,7 @@ export interface RequestDescription {
 export class KubeApiError extends Error {
   /** HTTP status code. */
   readonly code: number;
-  /** Status reason (NotFound, Conflict, Expired, Forbidden…); "Unknown" when the body was not a Status. */
+  /** Status reason (NotFound, Conflict, Expired, Forbidden...); "Unknown" when the body was not a Status. */
   readonly reason: string;
   /** The Status object, when the server sent one. */
   readonly status: KubeStatus | undefined;

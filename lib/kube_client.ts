@@ -137,6 +137,53 @@ function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * Wraps a response body so that it errors with the signal's reason as soon
+ * as the signal aborts. undici's fetch under Deno does not end a body that
+ * is being read when its request is aborted (the read just hangs), so
+ * without this an aborted watch or a timed-out body would never settle.
+ */
+export function abortableBody(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+  onChunk?: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      const onAbort = () => {
+        controller.error(signal.reason);
+        // Releases the connection; its outcome no longer matters to anyone.
+        reader.cancel(signal.reason).catch(() => {});
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    },
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (signal.aborted) return;
+        if (done) controller.close();
+        else {
+          onChunk?.();
+          controller.enqueue(value);
+        }
+      } catch (e) {
+        if (!signal.aborted) controller.error(e);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** Reads a whole body as text, giving up when the signal aborts. */
+function bodyText(res: { body: unknown }, signal: AbortSignal): Promise<string> {
+  if (res.body === null || res.body === undefined) return Promise.resolve("");
+  return new Response(abortableBody(res.body as ReadableStream<Uint8Array>, signal)).text();
+}
+
 /** A Kubernetes API client over the shared connection pool. */
 export class KubeClient {
   readonly config: PooledKubeConfig;
@@ -221,7 +268,7 @@ export class KubeClient {
         dispatcher: this.config.dispatcher,
         signal: controller.signal,
       });
-      const text = await res.text();
+      const text = await bodyText(res, controller.signal);
       if (!res.ok) {
         throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
       }
@@ -370,7 +417,7 @@ export class KubeClient {
         throw new KubeNetworkError(`GET ${request.path}: ${describe(e)}`, { cause: e, request });
       }
       if (!res.ok) {
-        const text = await res.text();
+        const text = await bodyText(res, controller.signal);
         throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
       }
       const type = res.headers.get("content-type") ?? "";
@@ -381,16 +428,10 @@ export class KubeClient {
         );
       }
       arm();
-      const body = (res.body as ReadableStream<Uint8Array>).pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, ctl) {
-            arm();
-            ctl.enqueue(chunk);
-          },
-        }),
-      );
+      const body = abortableBody(res.body as ReadableStream<Uint8Array>, controller.signal, arm);
       try {
         yield* readWatchBatches<T>(body);
+        if (controller.signal.aborted) throw controller.signal.reason;
       } catch (e) {
         if (controller.signal.aborted) throw controller.signal.reason;
         if (e instanceof KubeApiError || e instanceof WatchDecodeError) throw e;
@@ -407,7 +448,7 @@ export class KubeClient {
     }
   }
 
-  /** A @kubernetes/client-node typed API (CoreV1Api…) that uses this client's pool. */
+  /** A @kubernetes/client-node typed API (CoreV1Api...) that uses this client's pool. */
   makeApiClient<T extends ApiType>(ctor: new (config: Configuration) => T): T {
     return this.config.makeApiClient(ctor);
   }

@@ -15,7 +15,19 @@ Deno.test("the command line parser", async (t) => {
     eventsWatchQuirk: false,
   };
   const accepted: [string[], Command][] = [
-    [[], { name: "help" }],
+    [[], { name: "run" }],
+    [["run", "--kubeconfig", "/k", "--config=/etc/dd"], {
+      name: "run",
+      kubeconfig: "/k",
+      config: "/etc/dd",
+    }],
+    [["--kubeconfig", "/k"], { name: "run", kubeconfig: "/k" }],
+    [["demo"], { name: "demo", eventsPerSecond: 200, seed: 1 }],
+    [["demo", "--events-per-second=50", "--seed", "3"], {
+      name: "demo",
+      eventsPerSecond: 50,
+      seed: 3,
+    }],
     [["--help"], { name: "help" }],
     [["version"], { name: "version" }],
     [["fake-apiserver"], defaults as Command],
@@ -52,6 +64,12 @@ Deno.test("the command line parser", async (t) => {
       /--event-ttl "0": must be a number of seconds greater than 0/,
     ],
     [["fake-apiserver", "--bogus"], /Unknown option "--bogus"/],
+    [["run", "--kubeconfig"], /Cannot parse --kubeconfig: a path is required/],
+    [["run", "--frob"], /Unknown option "--frob" for run/],
+    [
+      ["demo", "--events-per-second", "0"],
+      /--events-per-second "0": must be a number from 1 to 100000/,
+    ],
   ];
   for (const [args, message] of rejected) {
     await t.step(`rejects ${JSON.stringify(args)} naming the flag, the value and the rule`, () => {

@@ -103,6 +103,18 @@ function cannotHandle(kind: string, version: string, detail: string): StatusErro
   return badRequest(`${kind} in version "${version}" cannot be handled as a ${kind}: ${detail}`);
 }
 
+/**
+ * The part of Go's time.Parse error that names where a MicroTime stopped
+ * matching its layout: `".123Z" as ".000000"` for too few fractional digits.
+ */
+function microTimeMismatch(value: unknown): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text)) return `${JSON.stringify(text)} as "2006"`;
+  const rest = text.slice(19);
+  if (!/^\.\d{6}/.test(rest)) return `${JSON.stringify(rest)} as ".000000"`;
+  return `${JSON.stringify(rest.slice(7))} as "Z07:00"`;
+}
+
 function getPath(obj: Record<string, unknown>, path: string[]): unknown {
   let cur: unknown = obj;
   for (const p of path) {
@@ -189,9 +201,7 @@ function decodeFields(kind: string, version: string, obj: Record<string, unknown
             version,
             `parsing time ${
               JSON.stringify(value)
-            } as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${
-              JSON.stringify(value)
-            } as "2006-01-02T15:04:05.000000Z07:00"`,
+            } as "2006-01-02T15:04:05.000000Z07:00": cannot parse ${microTimeMismatch(value)}`,
           );
         }
         const fraction = value.slice(20, 26);

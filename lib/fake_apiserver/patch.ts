@@ -6,7 +6,7 @@
  * @module
  */
 
-import { badRequest, invalid, StatusError } from "./status.ts";
+import { badRequest, StatusError } from "./status.ts";
 
 /** The patch media types the fake API server accepts. */
 export const PATCH_TYPES = [
@@ -60,10 +60,21 @@ function resolveParent(doc: unknown, path: string[], op: string): [Container, st
   return [cur as Container, path[path.length - 1]!];
 }
 
-function unprocessable(message: string): StatusError {
-  return invalid("Patch", { group: "", resource: "" }, "", [
-    { reason: "FieldValueInvalid", message, field: "patch" },
-  ]);
+/**
+ * A JSON patch that does not apply. The real server answers a generic 422
+ * and drops the patch library's message (`detail`), so clients see only this.
+ */
+function unprocessable(_detail: string): StatusError {
+  return new StatusError({
+    kind: "Status",
+    apiVersion: "v1",
+    metadata: {},
+    status: "Failure",
+    message: "the server rejected our request due to an error in our request",
+    reason: "Invalid",
+    details: {},
+    code: 422,
+  });
 }
 
 function getAt(doc: unknown, pointer: string, op: string): unknown {

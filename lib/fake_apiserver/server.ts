@@ -1025,20 +1025,23 @@ export class FakeApiServer {
       } catch (e) {
         throw badRequest(`error decoding DeleteOptions: ${e instanceof Error ? e.message : e}`);
       }
+      // The real server checks delete preconditions before storage (rest.BeforeDelete),
+      // UID first, and names the kind, not the resource, in its message.
       const pre = options.preconditions ?? {};
-      if (pre.resourceVersion !== undefined && pre.resourceVersion !== String(existing.rv)) {
-        throw conflict(
-          t,
-          name,
-          `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${existing.rv}`,
-        );
-      }
+      const byKind = { group: t.group, resource: t.kind };
       const uid = existing.object.metadata.uid;
       if (pre.uid !== undefined && pre.uid !== uid) {
         throw conflict(
-          t,
+          byKind,
           name,
-          `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${uid}`,
+          `the UID in the precondition (${pre.uid}) does not match the UID in record (${uid}). The object might have been deleted and then recreated`,
+        );
+      }
+      if (pre.resourceVersion !== undefined && pre.resourceVersion !== String(existing.rv)) {
+        throw conflict(
+          byKind,
+          name,
+          `the ResourceVersion in the precondition (${pre.resourceVersion}) does not match the ResourceVersion in record (${existing.rv}). The object might have been modified`,
         );
       }
     }

@@ -55,24 +55,20 @@ function failure(
   message: string,
   details?: Status["details"],
 ): Status {
-  const status: Status = {
-    kind: "Status",
-    apiVersion: "v1",
-    metadata: {},
-    status: "Failure",
-    message,
-    reason,
-    code,
-  };
-  if (details !== undefined) {
-    // Keep the field order of the real server: details before code.
-    return { ...status, details, code } as Status;
-  }
-  return status;
+  // Keep the field order of the real server: details (when set) before code.
+  const head = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure" } as const;
+  return details === undefined
+    ? { ...head, message, reason, code }
+    : { ...head, message, reason, details, code };
 }
 
 function detailsOf(t: Target, name: string): NonNullable<Status["details"]> {
-  return t.group === "" ? { name, kind: t.resource } : { name, group: t.group, kind: t.resource };
+  // Empty fields are omitted on the wire, as Go's omitempty does.
+  return {
+    ...(name === "" ? {} : { name }),
+    ...(t.group === "" ? {} : { group: t.group }),
+    kind: t.resource,
+  };
 }
 
 /** 404 for a missing object: `configmaps "x" not found`. */
@@ -144,7 +140,8 @@ export function expired(message: string): StatusError {
 }
 
 /** 415 for a body in a media type the server does not accept. */
-export function unsupportedMediaType(contentType: string, accepted: string[]): StatusError {
+export function unsupportedMediaType(_contentType: string, accepted: string[]): StatusError {
+  // The real server names the accepted types only: no details.
   return new StatusError(
     failure(
       415,
@@ -152,7 +149,6 @@ export function unsupportedMediaType(contentType: string, accepted: string[]): S
       `the body of the request was in an unknown format - accepted media types include: ${
         accepted.join(", ")
       }`,
-      { causes: [{ reason: "UnexpectedServerResponse", message: contentType }] },
     ),
   );
 }
@@ -238,14 +234,13 @@ export function tooLargeResourceVersion(requested: number, current: number): Sta
   );
 }
 
-/** A Success Status, as returned by DELETE. */
-export function success(t: Target, name: string, uid: string): Status {
+/** A Success Status, as returned by DELETE (which, unlike failures, carries no code). */
+export function success(t: Target, name: string, uid: string): Omit<Status, "code"> {
   return {
     kind: "Status",
     apiVersion: "v1",
     metadata: {},
     status: "Success",
     details: { ...detailsOf(t, name), uid },
-    code: 200,
   };
 }

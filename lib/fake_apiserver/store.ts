@@ -342,9 +342,15 @@ export class Store {
       if (!key.startsWith(prefix)) break;
       if (records.length >= limit) {
         // More keys follow the page: hand back a continuation.
+        // Count what the snapshot holds from this key on: keys created after
+        // the snapshot are in the live table but not in the snapshot.
+        let createdLater = 0;
+        for (const [k, prev] of overlay) {
+          if (prev === undefined && k >= key && k.startsWith(prefix)) createdLater++;
+        }
         const remaining = options.match === undefined
           ? this.#countFrom(current, i - (takeCurrent ? 1 : 0), prefix) +
-            (gone.length - j + (takeCurrent ? 0 : 1))
+            (gone.length - j + (takeCurrent ? 0 : 1)) - createdLater
           : undefined;
         return { records, snapshotRv, continueAfter: lastKey, remaining };
       }

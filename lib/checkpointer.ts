@@ -1,0 +1,281 @@
+/**
+ * The event checkpoint: the `datadogtoken` ConfigMap, whose
+ * `event.tokenKey` is the resourceVersion up to which every event has been
+ * delivered and `event.tokenTimestamp` the time of the last delivered event
+ * (the Datadog Agent's format, so either can resume from the other's token).
+ *
+ * Writes are fenced. At the start of its term a leader stamps its term
+ * (identity and lease transition) into the ConfigMap with a compare-and-swap;
+ * every later write is a compare-and-swap on the version that leader last
+ * wrote. A write from a deposed leader therefore meets a newer version and
+ * fails with 409: it is dropped, never retried, and the term is told.
+ *
+ * Writes happen only for positions the sinks have acknowledged, batched (at
+ * most every interval or every N events), and once more on a clean stop.
+ *
+ * @module
+ */
+
+import type { V1ConfigMap } from "@kubernetes/client-node";
+import { getLogger } from "@logtape/logtape";
+import { type Clock, systemClock } from "./clock.ts";
+import { AlreadyExistsError, ConflictError, ForbiddenError, NotFoundError } from "./errors.ts";
+import { CONFIGMAPS, type KubeClient } from "./kube_client.ts";
+
+/** The ConfigMap data key of the resourceVersion. */
+export const TOKEN_KEY = "event.tokenKey";
+/** The ConfigMap data key of the last event's time. */
+export const TOKEN_TIMESTAMP = "event.tokenTimestamp";
+/** The annotation a leader stamps its term into. */
+export const TERM_ANNOTATION = "kevents.io/term";
+
+/** A position in the event stream. */
+export interface Token {
+  /** Opaque resourceVersion. */
+  resourceVersion: string;
+  /** RFC 3339 time of the last delivered event, if known. */
+  timestamp: string | undefined;
+}
+
+/** Options for {@linkcode Checkpointer}. */
+export interface CheckpointerOptions {
+  client: KubeClient;
+  namespace: string;
+  name: string;
+  /** Our term, stamped into the ConfigMap: "identity/transitions". */
+  term: string;
+  /** Write at most this often (ms). */
+  intervalMs: number;
+  /** Write as soon as this many events were acknowledged since the last write. */
+  maxEvents: number;
+  /** Bound of one request (ms). */
+  requestTimeoutMs: number;
+  clock?: Clock;
+  /** Called once when a write was refused because a newer leader wrote. */
+  onFenced?: () => void;
+}
+
+const log = getLogger(["kevents", "checkpoint"]);
+
+/** Reads a token from ConfigMap data; undefined for absent, empty, "0" or garbage. */
+export function tokenFromData(data: Record<string, string> | undefined): Token | undefined {
+  const rv = data?.[TOKEN_KEY]?.trim() ?? "";
+  if (rv === "" || rv === "0") return undefined;
+  // A resourceVersion is opaque, but one with whitespace, control characters
+  // or kilobytes of text is not one any API server handed out.
+  if (rv.length > 256 || !/^[\x21-\x7e]+$/.test(rv)) {
+    log.warn("Ignoring the checkpoint: {key} holds {value}, which is not a resourceVersion", {
+      key: TOKEN_KEY,
+      value: rv.slice(0, 40),
+    });
+    return undefined;
+  }
+  const ts = data?.[TOKEN_TIMESTAMP]?.trim();
+  const valid = ts !== undefined && ts !== "" && !Number.isNaN(Date.parse(ts));
+  if (ts !== undefined && ts !== "" && !valid) {
+    log.warn("Ignoring {key}: {value} is not a time", {
+      key: TOKEN_TIMESTAMP,
+      value: ts.slice(0, 40),
+    });
+  }
+  return { resourceVersion: rv, timestamp: valid ? ts : undefined };
+}
+
+/** The fenced, batched writer of one term's checkpoint. */
+export class Checkpointer {
+  #o: CheckpointerOptions;
+  #clock: Clock;
+  #last: V1ConfigMap | undefined;
+  /** The ConfigMap cannot be read or written: keep the token in memory only. */
+  #memoryOnly = false;
+  #fenced = false;
+  #written: Token | undefined;
+  #pending: Token | undefined;
+  #pendingEvents = 0;
+  #lastWriteAt = 0;
+  #wake: (() => void) | undefined;
+  #writes = 0;
+
+  constructor(options: CheckpointerOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Whether a newer leader has fenced us off. */
+  get fenced(): boolean {
+    return this.#fenced;
+  }
+
+  /** Successful writes so far. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /** The last token written (or kept in memory). */
+  get token(): Token | undefined {
+    return this.#written;
+  }
+
+  #timeout(signal?: AbortSignal): AbortSignal {
+    const t = AbortSignal.timeout(this.#o.requestTimeoutMs);
+    return signal === undefined ? t : AbortSignal.any([signal, t]);
+  }
+
+  #where(): string {
+    return `configmaps ${this.#o.namespace}/${this.#o.name}`;
+  }
+
+  #permissionWarning(verb: string, e: ForbiddenError): void {
+    log.warn(
+      "Cannot {verb} {where} ({error}): keeping the checkpoint in memory only; grant {verb} on configmaps to share it across replicas",
+      { verb, where: this.#where(), error: e.message },
+    );
+    this.#memoryOnly = true;
+  }
+
+  /**
+   * Starts the term: reads the token and stamps our term into the ConfigMap
+   * (creating it when missing), so that writes of any earlier leader now
+   * fail. Returns the token to resume from.
+   */
+  async begin(signal: AbortSignal): Promise<Token | undefined> {
+    const { client, namespace, name, term } = this.#o;
+    for (let attempt = 0;; attempt++) {
+      let cm: V1ConfigMap | undefined;
+      try {
+        cm = await client.get<V1ConfigMap>(CONFIGMAPS, namespace, name, {
+          signal: this.#timeout(signal),
+        });
+      } catch (e) {
+        if (e instanceof ForbiddenError) {
+          this.#permissionWarning("get", e);
+          return undefined;
+        }
+        if (!(e instanceof NotFoundError)) throw e;
+      }
+      if (cm === undefined) {
+        try {
+          this.#last = await client.create<V1ConfigMap>(CONFIGMAPS, namespace, {
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            metadata: { name, namespace, annotations: { [TERM_ANNOTATION]: term } },
+            data: {},
+          }, { signal: this.#timeout(signal) });
+          log.info("Created {where} for the checkpoint", { where: this.#where() });
+          return undefined;
+        } catch (e) {
+          if (e instanceof ForbiddenError) {
+            this.#permissionWarning("create", e);
+            return undefined;
+          }
+          if (e instanceof AlreadyExistsError && attempt < 3) continue;
+          throw e;
+        }
+      }
+      const token = tokenFromData(cm.data);
+      try {
+        this.#last = await client.replace<V1ConfigMap>(CONFIGMAPS, namespace, name, {
+          ...cm,
+          metadata: {
+            ...cm.metadata,
+            annotations: { ...cm.metadata?.annotations, [TERM_ANNOTATION]: term },
+          },
+        }, { signal: this.#timeout(signal) });
+      } catch (e) {
+        if (e instanceof ForbiddenError) {
+          this.#permissionWarning("update", e);
+          this.#written = token;
+          return token;
+        }
+        // Someone wrote between our read and our stamp: read again.
+        if (e instanceof ConflictError && attempt < 3) continue;
+        throw e;
+      }
+      this.#written = token;
+      log.info("Term {term} resumes from {rv}", { term, rv: token?.resourceVersion ?? "now" });
+      return token;
+    }
+  }
+
+  /** Records that the sinks acknowledged everything up to `token` (`events` more events). */
+  acknowledge(token: Token, events: number): void {
+    this.#pending = token;
+    this.#pendingEvents += events;
+    if (this.#pendingEvents >= this.#o.maxEvents) this.#wake?.();
+  }
+
+  /**
+   * Writes pending positions at most every interval (sooner after maxEvents)
+   * until the signal aborts. Does not write on its own after the abort: the
+   * caller flushes once more when the term's work has stopped.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted && !this.#fenced) {
+      const due = this.#lastWriteAt + this.#o.intervalMs - this.#clock.now();
+      if (this.#pending !== undefined && (due <= 0 || this.#pendingEvents >= this.#o.maxEvents)) {
+        await this.flush(signal).catch((e) => {
+          if (!signal.aborted) log.warn("Checkpoint write failed: {error}", { error: String(e) });
+        });
+        continue;
+      }
+      const wait = this.#pending === undefined ? this.#o.intervalMs : Math.max(due, 1);
+      const wake = new AbortController();
+      this.#wake = () => wake.abort();
+      try {
+        await this.#clock.sleep(wait, AbortSignal.any([signal, wake.signal]));
+      } catch {
+        // Woken early (enough events) or stopped: the loop condition decides.
+      } finally {
+        this.#wake = undefined;
+      }
+    }
+  }
+
+  /** Writes the pending position now, if any (compare-and-swap; 409 means fenced). */
+  async flush(signal?: AbortSignal): Promise<void> {
+    const token = this.#pending;
+    if (token === undefined || this.#fenced) return;
+    const events = this.#pendingEvents;
+    this.#pending = undefined;
+    this.#pendingEvents = 0;
+    this.#lastWriteAt = this.#clock.now();
+    if (this.#memoryOnly || this.#last === undefined) {
+      this.#written = token;
+      return;
+    }
+    const data: Record<string, string> = { ...this.#last.data, [TOKEN_KEY]: token.resourceVersion };
+    if (token.timestamp !== undefined) data[TOKEN_TIMESTAMP] = token.timestamp;
+    try {
+      this.#last = await this.#o.client.replace<V1ConfigMap>(
+        CONFIGMAPS,
+        this.#o.namespace,
+        this.#o.name,
+        { ...this.#last, data },
+        { signal: this.#timeout(signal) },
+      );
+      this.#written = token;
+      this.#writes++;
+    } catch (e) {
+      if (e instanceof ConflictError) {
+        // A newer leader has stamped its term: this write must not land.
+        this.#fenced = true;
+        log.warn("Checkpoint write refused: a newer leader owns {where}; dropping it", {
+          where: this.#where(),
+        });
+        this.#o.onFenced?.();
+        return;
+      }
+      if (e instanceof ForbiddenError) {
+        this.#permissionWarning("update", e);
+        this.#written = token;
+        return;
+      }
+      // Not written: keep it pending (a newer acknowledgement may replace it).
+      if (this.#pending === undefined) {
+        this.#pending = token;
+        this.#pendingEvents += events;
+      }
+      throw e;
+    }
+  }
+}

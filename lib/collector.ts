@@ -1,0 +1,134 @@
+/**
+ * The collector: the lease loop, the ConfigMap checkpointer and the event
+ * pump under one lifecycle. The elector hands each term an AbortSignal; the
+ * term reads the checkpoint (stamping its term into it), runs the pump and
+ * the checkpoint writer under that signal, and when the signal aborts waits
+ * for both, writes the checkpoint once more, and only then lets the elector
+ * release the lease.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Backoff } from "./backoff.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import type { Config } from "./config.ts";
+import { runElector, type Term } from "./elector.ts";
+import type { KubeClient } from "./kube_client.ts";
+import { LeaseLock } from "./lease_lock.ts";
+import { runPump } from "./pump.ts";
+import type { EventRecord, Sink } from "./sinks/sink.ts";
+
+/** Options for {@linkcode runCollector}. */
+export interface CollectorOptions {
+  client: KubeClient;
+  config: Config;
+  /** This replica's identity (pod name plus a unique suffix). */
+  identity: string;
+  sinks: readonly Sink[];
+  clock?: Clock;
+  /** Observes deliveries (tests, metrics). */
+  onDelivered?: (records: readonly EventRecord[]) => void;
+}
+
+const log = getLogger(["kevents", "collector"]);
+
+/**
+ * Runs until `signal` aborts: with leader election, as a candidate and, when
+ * elected, as the leader; without it, as the only collector. Settles after
+ * everything it started has stopped.
+ */
+export async function runCollector(o: CollectorOptions, signal: AbortSignal): Promise<void> {
+  if (!o.config.collectEvents) {
+    log.info(
+      "Event collection is off (collect_kubernetes_events, DD_COLLECT_KUBERNETES_EVENTS or KUBERNETES turn it on)",
+    );
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    return;
+  }
+  if (!o.config.leaderElection) {
+    await runTerm(o, { identity: o.identity, transitions: 0, signal });
+    return;
+  }
+  const lock = new LeaseLock(o.client, {
+    namespace: o.config.resourcesNamespace,
+    name: o.config.leaseName,
+  });
+  await runElector({
+    lock,
+    identity: o.identity,
+    timings: o.config.timings,
+    clock: o.clock,
+    lead: (term) => runTerm(o, term),
+  }, signal);
+}
+
+/** One leadership term: checkpoint, pump, final checkpoint. */
+export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
+  const clock = o.clock ?? systemClock;
+  const backoff = new Backoff({ clock });
+  const work = new AbortController();
+  const onTermEnd = () => work.abort(term.signal.reason);
+  term.signal.addEventListener("abort", onTermEnd, { once: true });
+  try {
+    const checkpointer = new Checkpointer({
+      client: o.client,
+      namespace: o.config.resourcesNamespace,
+      name: o.config.tokenConfigMapName,
+      term: `${term.identity}/${term.transitions}`,
+      intervalMs: o.config.checkpoint.intervalMs,
+      maxEvents: o.config.checkpoint.maxEvents,
+      requestTimeoutMs: o.config.timings.requestTimeoutMs,
+      clock,
+      onFenced: () => work.abort(new Error("Checkpoint fenced by a newer leader")),
+    });
+    let token;
+    for (;;) {
+      try {
+        token = await checkpointer.begin(work.signal);
+        break;
+      } catch (e) {
+        if (work.signal.aborted) return;
+        log.warn("Cannot read the checkpoint: {error}; retrying", { error: String(e) });
+        try {
+          await backoff.wait(work.signal);
+        } catch {
+          return;
+        }
+      }
+    }
+    log.info("Pump started for term {term} at {rv}", {
+      term: `${term.identity}/${term.transitions}`,
+      rv: token?.resourceVersion ?? "now",
+      at: new Date(clock.now()).toISOString(),
+    });
+    await Promise.all([
+      runPump({
+        client: o.client,
+        sinks: o.sinks,
+        token,
+        acknowledge: (t, n) => checkpointer.acknowledge(t, n),
+        queueCapacity: o.config.queueCapacity,
+        backfill: o.config.backfill,
+        clock,
+        onDelivered: o.onDelivered,
+      }, work.signal),
+      checkpointer.run(work.signal),
+    ]);
+    // The pump has stopped: write what it delivered, then the elector may release the lease.
+    await checkpointer.flush().catch((e) => {
+      log.warn("Final checkpoint write failed: {error}", { error: String(e) });
+    });
+    log.info("Pump stopped for term {term} at {rv}", {
+      term: `${term.identity}/${term.transitions}`,
+      rv: checkpointer.token?.resourceVersion ?? "none",
+      at: new Date(clock.now()).toISOString(),
+    });
+  } finally {
+    term.signal.removeEventListener("abort", onTermEnd);
+  }
+}

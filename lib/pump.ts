@@ -1,0 +1,382 @@
+/**
+ * The event pump: list+watch of core/v1 Events, delivered to the sinks, with
+ * the checkpoint moved only past what every sink acknowledged.
+ *
+ * Two loops share a bounded queue. The reader lists and watches and pushes
+ * each change into the queue, waiting when it is full, so that slow sinks
+ * stop it from reading the socket rather than making memory grow. The
+ * deliverer takes batches off the queue, sends them to every sink, and then
+ * acknowledges the batch's position to the checkpointer.
+ *
+ * Where it resumes: from the token's resourceVersion; without a token, from
+ * "now" (a full paginated list for the current resourceVersion; its items
+ * are delivered only with backfill on). A 410 Expired, or a watch that the
+ * server closes at once with nothing in it (what kube-apiserver does for
+ * events, which have no watch cache, when the resourceVersion is too old),
+ * means the history is gone: relist every page and deliver what is newer
+ * than the token.
+ *
+ * @module
+ */
+
+import type { CoreV1Event } from "@kubernetes/client-node";
+import { getLogger } from "@logtape/logtape";
+import { Backoff } from "./backoff.ts";
+import type { Token } from "./checkpointer.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { GoneError } from "./errors.ts";
+import { EVENTS, type KubeClient } from "./kube_client.ts";
+import type { EventRecord, Sink } from "./sinks/sink.ts";
+
+/** Options for {@linkcode runPump}. */
+export interface PumpOptions {
+  client: KubeClient;
+  sinks: readonly Sink[];
+  /** Where to resume; undefined starts at "now". */
+  token: Token | undefined;
+  /** Told the position up to which every sink has acknowledged. */
+  acknowledge: (token: Token, events: number) => void;
+  /** Changes buffered between the watch and the sinks (default 1000). */
+  queueCapacity?: number;
+  /** Without a token, deliver what the first list returns (default false). */
+  backfill?: boolean;
+  /** Page size of lists (default 500). */
+  pageSize?: number;
+  /** How long each watch request asks to last (default 300 s). */
+  watchTimeoutSeconds?: number;
+  /** Records per send (default 500). */
+  batchSize?: number;
+  /** After the stop signal, a send in flight may finish for this long (default 2000 ms). */
+  stopGraceMs?: number;
+  clock?: Clock;
+  random?: () => number;
+  /** Observes the pump (tests, metrics). */
+  onDelivered?: (records: readonly EventRecord[]) => void;
+}
+
+interface Item {
+  record?: EventRecord;
+  /**
+   * The position to acknowledge once this item (and all before it) is
+   * delivered; undefined while there is no position yet (a backfill).
+   */
+  token: Token | undefined;
+}
+
+const log = getLogger(["kevents", "pump"]);
+
+/** The time an event last happened, as the best field available says. */
+export function eventTime(e: CoreV1Event): string | undefined {
+  const t = e.lastTimestamp ?? e.eventTime ?? e.series?.lastObservedTime ??
+    e.metadata?.creationTimestamp;
+  // The API sends strings although client-node types some of these as Date.
+  return t === undefined || t === null
+    ? undefined
+    : String(t instanceof Date ? t.toISOString() : t);
+}
+
+/**
+ * Whether an event listed after a 410 is newer than the token.
+ *
+ * resourceVersions are opaque, yet kube-apiserver on etcd3 hands out etcd's
+ * modification revision, one counter for the whole cluster that grows with
+ * every write: between two values from the same etcd, the larger is the
+ * later write. That stops holding across an etcd restore or a storage
+ * migration, and for API servers not backed by etcd, so the comparison is
+ * used only when both values are plain integers; otherwise the event's time
+ * is compared with the token's, inclusively (events of the same second may
+ * be delivered again, never lost).
+ */
+export function isNewer(event: CoreV1Event, token: Token): boolean {
+  const rv = event.metadata?.resourceVersion ?? "";
+  if (/^\d+$/.test(rv) && /^\d+$/.test(token.resourceVersion)) {
+    return BigInt(rv) > BigInt(token.resourceVersion);
+  }
+  const at = eventTime(event);
+  if (token.timestamp === undefined || at === undefined) return true;
+  return Date.parse(at) >= Date.parse(token.timestamp);
+}
+
+/** A FIFO with a capacity: push waits while full, take waits while empty. */
+class BoundedQueue<T> {
+  #items: T[] = [];
+  #head = 0;
+  #capacity: number;
+  #notFull: (() => void) | undefined;
+  #notEmpty: (() => void) | undefined;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  async push(item: T, signal: AbortSignal): Promise<void> {
+    while (this.size >= this.#capacity) {
+      signal.throwIfAborted();
+      await this.#waitFor("full", signal);
+    }
+    this.#items.push(item);
+    this.#notEmpty?.();
+  }
+
+  async take(max: number, signal: AbortSignal): Promise<T[]> {
+    while (this.size === 0) {
+      signal.throwIfAborted();
+      await this.#waitFor("empty", signal);
+    }
+    const out = this.#items.slice(this.#head, this.#head + max);
+    this.#head += out.length;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#notFull?.();
+    return out;
+  }
+
+  #waitFor(what: "full" | "empty", signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      const done = () => {
+        signal.removeEventListener("abort", onAbort);
+        if (what === "full") this.#notFull = undefined;
+        else this.#notEmpty = undefined;
+        resolve();
+      };
+      if (what === "full") this.#notFull = done;
+      else this.#notEmpty = done;
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function recordOf(type: "ADDED" | "MODIFIED", event: CoreV1Event): EventRecord {
+  return {
+    key: `${event.metadata?.uid ?? ""}/${event.metadata?.resourceVersion ?? ""}`,
+    type,
+    event,
+  };
+}
+
+/**
+ * Runs the pump until `signal` aborts; settles after both loops stopped.
+ * Rejects only for errors it cannot retry; API failures are retried with
+ * backoff.
+ */
+export async function runPump(options: PumpOptions, signal: AbortSignal): Promise<void> {
+  const queue = new BoundedQueue<Item>(options.queueCapacity ?? 1000);
+  // The reader and the deliverer stop together: when either fails, both stop.
+  const inner = new AbortController();
+  const onStop = () => inner.abort(signal.reason);
+  signal.addEventListener("abort", onStop, { once: true });
+  const fail = (e: unknown) => {
+    if (!inner.signal.aborted) inner.abort(e);
+    throw e;
+  };
+  try {
+    const results = await Promise.allSettled([
+      readLoop(options, queue, inner.signal).catch(fail),
+      deliverLoop(options, queue, inner.signal).catch(fail),
+    ]);
+    if (!signal.aborted) {
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    }
+  } finally {
+    signal.removeEventListener("abort", onStop);
+  }
+}
+
+async function deliverLoop(
+  o: PumpOptions,
+  queue: BoundedQueue<Item>,
+  signal: AbortSignal,
+): Promise<void> {
+  const grace = o.stopGraceMs ?? 2000;
+  const clock = o.clock ?? systemClock;
+  const backoff = new Backoff({ clock, random: o.random, initialMs: 500 });
+  for (;;) {
+    let items: Item[];
+    try {
+      items = await queue.take(o.batchSize ?? 500, signal);
+    } catch {
+      return; // Stopped while idle: nothing in flight.
+    }
+    const records = items.flatMap((i) => (i.record === undefined ? [] : [i.record]));
+    if (records.length > 0) {
+      // A send in flight when the term ends may finish within the grace
+      // period, so that what reached the sink is also acknowledged.
+      const hard = new AbortController();
+      const onAbort = () => {
+        const t = setTimeout(() => hard.abort(signal.reason), grace);
+        hard.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        await Promise.all(
+          o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff)),
+        );
+      } catch (e) {
+        if (hard.signal.aborted) return; // Not acknowledged: the next leader delivers it again.
+        throw e;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        hard.abort();
+      }
+      o.onDelivered?.(records);
+    }
+    const at = items[items.length - 1]!.token;
+    if (at !== undefined) o.acknowledge(at, records.length);
+    if (signal.aborted) return;
+  }
+}
+
+async function sendWithRetry(
+  sink: Sink,
+  records: readonly EventRecord[],
+  signal: AbortSignal,
+  backoff: Backoff,
+): Promise<void> {
+  for (;;) {
+    try {
+      await sink.send(records, signal);
+      return;
+    } catch (e) {
+      if (signal.aborted) throw e;
+      log.warn("Sink {sink} failed to take {n} events: {error}; retrying", {
+        sink: sink.name,
+        n: records.length,
+        error: String(e),
+      });
+      await backoff.wait(signal);
+    }
+  }
+}
+
+async function readLoop(
+  o: PumpOptions,
+  queue: BoundedQueue<Item>,
+  signal: AbortSignal,
+): Promise<void> {
+  const clock = o.clock ?? systemClock;
+  const backoff = new Backoff({ clock, random: o.random });
+  const timeoutSeconds = o.watchTimeoutSeconds ?? 300;
+  let token = o.token;
+  let lastEventTs = token?.timestamp;
+  const push = (record: EventRecord | undefined, at: Token | undefined) =>
+    queue.push({ record, token: at }, signal);
+
+  /**
+   * Lists every page (or, when nothing is to be delivered, one item: all
+   * that is needed is the current resourceVersion); delivers the items the
+   * filter accepts; returns the list's position.
+   */
+  const listAll = async (
+    deliver: ((e: CoreV1Event) => boolean) | undefined,
+    ackAt: Token | undefined,
+  ) => {
+    let continueToken: string | undefined;
+    let listRv: string | undefined;
+    let pages = 0;
+    let delivered = 0;
+    do {
+      const page = await o.client.list<CoreV1Event>(EVENTS, {
+        limit: deliver === undefined ? 1 : o.pageSize ?? 500,
+        continueToken,
+        signal,
+      });
+      listRv ??= page.resourceVersion;
+      pages++;
+      if (deliver === undefined) break;
+      for (const e of page.items) {
+        if (!deliver(e)) continue;
+        delivered++;
+        const ts = eventTime(e);
+        if (ts !== undefined && (lastEventTs === undefined || ts > lastEventTs)) lastEventTs = ts;
+        // Until the whole list is delivered, the checkpoint stays where it
+        // was: items come in key order, not in resourceVersion order.
+        await push(recordOf("ADDED", e), ackAt);
+      }
+      continueToken = page.continueToken;
+    } while (continueToken !== undefined);
+    log.info("Listed {pages} pages at {rv}; {delivered} events to deliver", {
+      pages,
+      rv: listRv,
+      delivered,
+    });
+    const at = { resourceVersion: listRv!, timestamp: lastEventTs };
+    await push(undefined, at);
+    return at;
+  };
+
+  while (!signal.aborted) {
+    try {
+      if (token === undefined) {
+        log.info("No checkpoint: starting from now{backfill}", {
+          backfill: o.backfill === true ? " with backfill" : "",
+        });
+        token = await listAll(o.backfill === true ? () => true : undefined, undefined);
+      }
+      const started = clock.now();
+      let received = 0;
+      for await (
+        const batch of o.client.watchBatches<CoreV1Event>(EVENTS, {
+          resourceVersion: token.resourceVersion,
+          allowWatchBookmarks: true,
+          timeoutSeconds,
+          signal,
+        })
+      ) {
+        for (const ev of batch) {
+          received++;
+          const rv = ev.object.metadata.resourceVersion;
+          let record: EventRecord | undefined;
+          if (ev.type === "ADDED" || ev.type === "MODIFIED") {
+            record = recordOf(ev.type, ev.object);
+            const ts = eventTime(ev.object);
+            if (ts !== undefined) lastEventTs = ts;
+          }
+          // BOOKMARK and DELETED move the position without delivering anything.
+          token = { resourceVersion: rv, timestamp: lastEventTs };
+          await push(record, token);
+        }
+        backoff.reset();
+      }
+      if (received === 0 && clock.now() - started < (timeoutSeconds * 1000) / 2) {
+        // Closed at once with nothing: the server no longer has our resourceVersion.
+        log.warn("The watch from {rv} closed at once without events: relisting", {
+          rv: token.resourceVersion,
+        });
+        if (backoff.failures > 0) await backoff.wait(signal);
+        backoff.next();
+        const since = token;
+        token = await listAll((e) => isNewer(e, since), since);
+      }
+    } catch (e) {
+      if (signal.aborted) break;
+      if (e instanceof GoneError && token !== undefined) {
+        log.warn("Resource version {rv} is gone ({error}): relisting", {
+          rv: token.resourceVersion,
+          error: e.message,
+        });
+        try {
+          const since = token;
+          token = await listAll((ev) => isNewer(ev, since), since);
+          continue;
+        } catch (relistError) {
+          if (signal.aborted) break;
+          e = relistError;
+        }
+      }
+      log.warn("Watching events failed: {error}; retrying", { error: String(e) });
+      try {
+        await backoff.wait(signal);
+      } catch {
+        break;
+      }
+    }
+  }
+}

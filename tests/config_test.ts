@@ -1,0 +1,680 @@
+import assert from "node:assert/strict";
+import {
+  type Config,
+  CONFIG_KEYS,
+  ConfigError,
+  configFileCandidates,
+  type ConfigInput,
+  parseConfig,
+} from "../lib/config.ts";
+
+// Pure: every input is a literal; nothing reads the process environment or a file.
+
+const DEFAULTS: Config = {
+  collectEvents: false,
+  leaderElection: false,
+  controlPlaneCheck: false,
+  leaseDurationSeconds: 60,
+  leaseName: "datadog-leader-election",
+  resourcesNamespace: "default",
+  tokenConfigMapName: "datadogtoken",
+  timings: {
+    leaseDurationMs: 60_000,
+    renewDeadlineMs: 30_000,
+    retryPeriodMs: 15_000,
+    requestTimeoutMs: 10_000,
+  },
+  checkpoint: { intervalMs: 1000, maxEvents: 500 },
+  backfill: false,
+  sinks: ["stdout"],
+  queueCapacity: 1000,
+  warnings: [],
+};
+
+const PATH = "/etc/datadog-agent/datadog.yaml";
+
+function input(env: Record<string, string>, fileText?: string, sa?: string): ConfigInput {
+  return {
+    env,
+    ...(fileText === undefined ? {} : { file: { path: PATH, text: fileText } }),
+    ...(sa === undefined ? {} : { serviceAccountNamespace: sa }),
+  };
+}
+
+const LEASE_RULE = "must be an integer number of seconds greater than 30 (at most 3600)";
+const BOOL_RULE = "must be a boolean (true/false, yes/no, on/off, 1/0, t/f or y/n, in any case)";
+const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase letters, " +
+  "digits and '-', starting and ending with a letter or digit)";
+const SINKS_RULE = "must be a non-empty list of distinct sink names (comma-separated, or a " +
+  'YAML list in the file), each one of "stdout", "null"';
+const LEADER_WARNING = (source: string) =>
+  `Turned leader_election on: it is false (${source}) but collecting events requires it, ` +
+  "so that one replica collects at a time";
+
+interface Accepted {
+  name: string;
+  input: ConfigInput;
+  /** Fields that differ from DEFAULTS. */
+  expect: Partial<Config>;
+}
+
+const accepted: Accepted[] = [
+  { name: "no file and no environment gives the defaults", input: input({}), expect: {} },
+  { name: "an empty file sets nothing", input: input({}, ""), expect: {} },
+  {
+    name: "a file of comments and unknown Agent keys sets nothing",
+    input: input({}, "# datadog.yaml\napi_key: abc\nlogs_config:\n  enabled: true\ntags: [a]\n"),
+    expect: {},
+  },
+  {
+    name: "collecting events from the file turns leader election on without a warning",
+    input: input({}, "collect_kubernetes_events: true\n"),
+    expect: { collectEvents: true, leaderElection: true },
+  },
+  {
+    name: "the environment beats the file",
+    input: input(
+      { DD_LEADER_LEASE_DURATION: "90", DD_LEADER_LEASE_NAME: "from-env" },
+      "leader_lease_duration: 45\nleader_lease_name: from-file\nkevents_backfill: true\n",
+    ),
+    expect: {
+      leaseDurationSeconds: 90,
+      leaseName: "from-env",
+      backfill: true,
+      timings: {
+        leaseDurationMs: 90_000,
+        renewDeadlineMs: 45_000,
+        retryPeriodMs: 22_500,
+        requestTimeoutMs: 10_000,
+      },
+    },
+  },
+  {
+    name: "the request timeout is a third of the renew deadline when that is under 10 s",
+    input: input({ DD_LEADER_LEASE_DURATION: "45" }),
+    expect: {
+      leaseDurationSeconds: 45,
+      timings: {
+        leaseDurationMs: 45_000,
+        renewDeadlineMs: 22_500,
+        retryPeriodMs: 11_250,
+        requestTimeoutMs: 7_500,
+      },
+    },
+  },
+  {
+    name: "KUBERNETES turns on event collection, the control-plane check and leader election",
+    input: input({ KUBERNETES: "yes" }),
+    expect: { collectEvents: true, controlPlaneCheck: true, leaderElection: true },
+  },
+  {
+    name: "an empty KUBERNETES changes nothing",
+    input: input({ KUBERNETES: "" }),
+    expect: {},
+  },
+  {
+    name: "KUBERNETES=false still turns things on, as in the Agent, with a warning",
+    input: input({ KUBERNETES: "false" }),
+    expect: {
+      collectEvents: true,
+      controlPlaneCheck: true,
+      leaderElection: true,
+      warnings: [
+        'KUBERNETES is "false": any non-empty value turns on event collection and the ' +
+        "control-plane check, as in the Agent; unset it to turn them off",
+      ],
+    },
+  },
+  {
+    name: "KUBERNETES overrides collect_kubernetes_events=false with a warning",
+    input: input({ KUBERNETES: "true" }, "collect_kubernetes_events: false\n"),
+    expect: {
+      collectEvents: true,
+      controlPlaneCheck: true,
+      leaderElection: true,
+      warnings: [
+        `Turned collect_kubernetes_events on: it is false (${PATH} line 1) but KUBERNETES is ` +
+        "set, which turns on event collection as the Agent's DaemonSet manifest does",
+      ],
+    },
+  },
+  {
+    name: "leader election set false while collecting events is forced on with a warning",
+    input: input({ DD_COLLECT_KUBERNETES_EVENTS: "true", DD_LEADER_ELECTION: "false" }),
+    expect: {
+      collectEvents: true,
+      leaderElection: true,
+      warnings: [LEADER_WARNING("env DD_LEADER_ELECTION")],
+    },
+  },
+  {
+    name: "the leader-election warning names the file line when the file set it false",
+    input: input({ DD_COLLECT_KUBERNETES_EVENTS: "1" }, "# x\nleader_election: no\n"),
+    expect: {
+      collectEvents: true,
+      leaderElection: true,
+      warnings: [LEADER_WARNING(`${PATH} line 2`)],
+    },
+  },
+  {
+    name: "leader election can be on without collecting events",
+    input: input({ DD_LEADER_ELECTION: "on" }),
+    expect: { leaderElection: true },
+  },
+  {
+    name: "the expert lease duration drives the timings and warns; leader_lease_duration stays",
+    input: input({ KEVENTS_LEASE_DURATION_MS: "4000" }),
+    expect: {
+      timings: {
+        leaseDurationMs: 4000,
+        renewDeadlineMs: 2000,
+        retryPeriodMs: 1000,
+        requestTimeoutMs: 666,
+      },
+      warnings: [
+        "Expert setting kevents_lease_duration_ms=4000 (env KEVENTS_LEASE_DURATION_MS) " +
+        "overrides leader_lease_duration (60 s) for leader-election timing: 4000 ms is below " +
+        "the 30 s the Agent requires; use it only for tests and demos",
+      ],
+    },
+  },
+  {
+    name: "an expert lease duration above 30 s warns without calling it too short",
+    input: input({}, "kevents_lease_duration_ms: 120000\nleader_lease_duration: 31\n"),
+    expect: {
+      leaseDurationSeconds: 31,
+      timings: {
+        leaseDurationMs: 120_000,
+        renewDeadlineMs: 60_000,
+        retryPeriodMs: 30_000,
+        requestTimeoutMs: 10_000,
+      },
+      warnings: [
+        `Expert setting kevents_lease_duration_ms=120000 (${PATH} line 1) overrides ` +
+        "leader_lease_duration (31 s) for leader-election timing",
+      ],
+    },
+  },
+  {
+    name: "the namespace defaults to the service-account namespace, trimmed",
+    input: input({}, undefined, "kube-system\n"),
+    expect: { resourcesNamespace: "kube-system" },
+  },
+  {
+    name: "a blank service-account namespace file falls back to default",
+    input: input({}, undefined, " \n"),
+    expect: {},
+  },
+  {
+    name: "the file's namespace beats the service-account namespace",
+    input: input({}, "kube_resources_namespace: monitoring\n", "kube-system"),
+    expect: { resourcesNamespace: "monitoring" },
+  },
+  {
+    name: "a namespace set by the user wins over an unusable service-account namespace",
+    input: input({ DD_KUBE_RESOURCES_NAMESPACE: "ops" }, undefined, "Not_A_Namespace"),
+    expect: { resourcesNamespace: "ops" },
+  },
+  {
+    name: "the environment's namespace beats the file's",
+    input: input({ DD_KUBE_RESOURCES_NAMESPACE: "ops" }, "kube_resources_namespace: monitoring"),
+    expect: { resourcesNamespace: "ops" },
+  },
+  {
+    name: "names, sinks, checkpoint batching and queue capacity come from the environment",
+    input: input({
+      DD_LEADER_LEASE_NAME: "kevents.leader",
+      DD_KUBERNETES_EVENT_TOKEN_CONFIGMAP: "kevents-token",
+      KEVENTS_SINKS: " null , stdout ",
+      KEVENTS_CHECKPOINT_INTERVAL_MS: "10",
+      KEVENTS_CHECKPOINT_MAX_EVENTS: "1000000",
+      KEVENTS_QUEUE_CAPACITY: "1",
+      KEVENTS_BACKFILL: "TRUE",
+    }),
+    expect: {
+      leaseName: "kevents.leader",
+      tokenConfigMapName: "kevents-token",
+      sinks: ["null", "stdout"],
+      checkpoint: { intervalMs: 10, maxEvents: 1_000_000 },
+      queueCapacity: 1,
+      backfill: true,
+    },
+  },
+  {
+    name: "the file takes YAML booleans, numbers, quoted strings and a list of sinks",
+    input: input(
+      {},
+      [
+        "collect_kubernetes_events: yes",
+        "leader_election: True",
+        'leader_lease_duration: "45"',
+        "kevents_backfill: 1",
+        "kevents_queue_capacity: 2000",
+        "kevents_sinks: [null, stdout]",
+        "kubernetes_event_token_configmap: 'kevents-token'",
+      ].join("\n"),
+    ),
+    expect: {
+      collectEvents: true,
+      leaderElection: true,
+      leaseDurationSeconds: 45,
+      timings: {
+        leaseDurationMs: 45_000,
+        renewDeadlineMs: 22_500,
+        retryPeriodMs: 11_250,
+        requestTimeoutMs: 7_500,
+      },
+      backfill: true,
+      queueCapacity: 2000,
+      sinks: ["null", "stdout"],
+      tokenConfigMapName: "kevents-token",
+    },
+  },
+  {
+    name: "file keys match case-insensitively, as in the Agent",
+    input: input({}, "Collect_Kubernetes_Events: true\n"),
+    expect: { collectEvents: true, leaderElection: true },
+  },
+  {
+    name: "a YAML alias is followed",
+    input: input({}, "x: &lease 50\nleader_lease_duration: *lease\n"),
+    expect: {
+      leaseDurationSeconds: 50,
+      timings: {
+        leaseDurationMs: 50_000,
+        renewDeadlineMs: 25_000,
+        retryPeriodMs: 12_500,
+        requestTimeoutMs: 8_333,
+      },
+    },
+  },
+  {
+    name: "leader_lease_duration accepts the bounds 31 and 3600 and surrounding spaces",
+    input: input({ DD_LEADER_LEASE_DURATION: " 3600 " }, "leader_lease_duration: 31\n"),
+    expect: {
+      leaseDurationSeconds: 3600,
+      timings: {
+        leaseDurationMs: 3_600_000,
+        renewDeadlineMs: 1_800_000,
+        retryPeriodMs: 900_000,
+        requestTimeoutMs: 10_000,
+      },
+    },
+  },
+];
+
+Deno.test("parseConfig resolves defaults < datadog.yaml < environment", async (t) => {
+  for (const c of accepted) {
+    await t.step(c.name, () => {
+      assert.deepEqual(parseConfig(c.input), { ...DEFAULTS, ...c.expect });
+    });
+  }
+});
+
+Deno.test("booleans accept what the Agent accepts, in any case, trimmed", async (t) => {
+  const spellings: [string, boolean][] = [
+    ["true", true],
+    ["True", true],
+    ["TRUE", true],
+    ["t", true],
+    ["T", true],
+    ["1", true],
+    ["yes", true],
+    ["Yes", true],
+    ["y", true],
+    ["on", true],
+    ["ON", true],
+    [" true\n", true],
+    ["false", false],
+    ["False", false],
+    ["FALSE", false],
+    ["f", false],
+    ["0", false],
+    ["no", false],
+    ["NO", false],
+    ["n", false],
+    ["off", false],
+    ["Off", false],
+    ["\tno ", false],
+  ];
+  for (const [spelling, expected] of spellings) {
+    await t.step(`${JSON.stringify(spelling)} is ${expected} in the environment`, () => {
+      const config = parseConfig(input({ KEVENTS_BACKFILL: spelling }));
+      assert.equal(config.backfill, expected);
+    });
+    await t.step(`${JSON.stringify(spelling.trim())} is ${expected} in the file`, () => {
+      const config = parseConfig(input({}, `kevents_backfill: ${spelling.trim()}\n`));
+      assert.equal(config.backfill, expected);
+    });
+  }
+});
+
+interface Rejected {
+  name: string;
+  input: ConfigInput;
+  /** The exact message. */
+  message: string;
+}
+
+const lease = (value: string) => ({
+  name: `leader_lease_duration ${JSON.stringify(value)} is refused`,
+  input: input({ DD_LEADER_LEASE_DURATION: value }),
+  message: `Cannot parse leader_lease_duration ${
+    JSON.stringify(value)
+  } (env DD_LEADER_LEASE_DURATION): ${LEASE_RULE}`,
+});
+
+const rejected: Rejected[] = [
+  lease("0"),
+  lease("30"),
+  lease("-5"),
+  lease("abc"),
+  lease("1e9"),
+  lease(""),
+  lease("12.5"),
+  lease("3601"),
+  lease("0x3C"),
+  {
+    name: "a bad value in the file names the file and the line of the key",
+    input: input({}, "# kevents\ncollect_kubernetes_events: true\nleader_lease_duration: 20\n"),
+    message: `Cannot parse leader_lease_duration "20" (${PATH} line 3): ${LEASE_RULE}`,
+  },
+  {
+    name: "a YAML float is refused like in the environment",
+    input: input({}, "leader_lease_duration: 45.0\n"),
+    message: `Cannot parse leader_lease_duration "45.0" (${PATH} line 1): ${LEASE_RULE}`,
+  },
+  {
+    name: "a key with no value is refused",
+    input: input({}, "leader_lease_duration:\n"),
+    message: `Cannot parse leader_lease_duration "" (${PATH} line 1): ${LEASE_RULE}`,
+  },
+  {
+    name: "a file value the environment overrides is still validated",
+    input: input({ DD_LEADER_LEASE_DURATION: "60" }, "leader_lease_duration: 10\n"),
+    message: `Cannot parse leader_lease_duration "10" (${PATH} line 1): ${LEASE_RULE}`,
+  },
+  {
+    name: "the expert setting does not relax leader_lease_duration",
+    input: input({ KEVENTS_LEASE_DURATION_MS: "5000", DD_LEADER_LEASE_DURATION: "5" }),
+    message: `Cannot parse leader_lease_duration "5" (env DD_LEADER_LEASE_DURATION): ${LEASE_RULE}`,
+  },
+  {
+    name: "an expert lease duration under 1000 ms is refused",
+    input: input({ KEVENTS_LEASE_DURATION_MS: "999" }),
+    message: 'Cannot parse kevents_lease_duration_ms "999" (env KEVENTS_LEASE_DURATION_MS): ' +
+      "must be an integer number of milliseconds from 1000 to 3600000",
+  },
+  {
+    name: "an expert lease duration over an hour is refused",
+    input: input({ KEVENTS_LEASE_DURATION_MS: "3600001" }),
+    message: 'Cannot parse kevents_lease_duration_ms "3600001" (env KEVENTS_LEASE_DURATION_MS): ' +
+      "must be an integer number of milliseconds from 1000 to 3600000",
+  },
+  {
+    name: "a word that is not a boolean is refused",
+    input: input({ DD_COLLECT_KUBERNETES_EVENTS: "maybe" }),
+    message:
+      `Cannot parse collect_kubernetes_events "maybe" (env DD_COLLECT_KUBERNETES_EVENTS): ${BOOL_RULE}`,
+  },
+  {
+    name: "an empty boolean variable is refused",
+    input: input({ DD_LEADER_ELECTION: "" }),
+    message: `Cannot parse leader_election "" (env DD_LEADER_ELECTION): ${BOOL_RULE}`,
+  },
+  {
+    name: "a number other than 0 or 1 is not a boolean",
+    input: input({}, "kevents_backfill: 2\n"),
+    message: `Cannot parse kevents_backfill "2" (${PATH} line 1): ${BOOL_RULE}`,
+  },
+  {
+    name: "a YAML list where a boolean is expected is refused",
+    input: input({}, "collect_kubernetes_events: [true]\n"),
+    message: `Cannot parse collect_kubernetes_events [true] (${PATH} line 1): ${BOOL_RULE}`,
+  },
+  {
+    name: "a YAML mapping where a number is expected is refused",
+    input: input({}, "leader_lease_duration:\n  seconds: 45\n"),
+    message: `Cannot parse leader_lease_duration {"seconds":45} (${PATH} line 1): ${LEASE_RULE}`,
+  },
+  {
+    name: "a namespace with capitals is refused",
+    input: input({ DD_KUBE_RESOURCES_NAMESPACE: "Kube-System" }),
+    message:
+      `Cannot parse kube_resources_namespace "Kube-System" (env DD_KUBE_RESOURCES_NAMESPACE): ${LABEL_RULE}`,
+  },
+  {
+    name: "a namespace with a dot is refused (a label, not a subdomain)",
+    input: input({}, "kube_resources_namespace: a.b\n"),
+    message: `Cannot parse kube_resources_namespace "a.b" (${PATH} line 1): ${LABEL_RULE}`,
+  },
+  {
+    name: "a namespace of 64 characters is refused",
+    input: input({ DD_KUBE_RESOURCES_NAMESPACE: "a".repeat(64) }),
+    message: `Cannot parse kube_resources_namespace "${
+      "a".repeat(64)
+    }" (env DD_KUBE_RESOURCES_NAMESPACE): ${LABEL_RULE}`,
+  },
+  {
+    name: "a bad service-account namespace is reported as such",
+    input: input({}, undefined, "Not_A_Namespace\n"),
+    message:
+      `Cannot parse kube_resources_namespace "Not_A_Namespace" (service-account namespace file): ${LABEL_RULE}`,
+  },
+  {
+    name: "a lease name starting with a dash is refused",
+    input: input({ DD_LEADER_LEASE_NAME: "-leader" }),
+    message: 'Cannot parse leader_lease_name "-leader" (env DD_LEADER_LEASE_NAME): must be a ' +
+      "DNS-1123 subdomain (at most 253 characters: lowercase letters, digits, '-' and '.', " +
+      "each dot-separated part starting and ending with a letter or digit)",
+  },
+  {
+    name: "an unknown sink is refused",
+    input: input({ KEVENTS_SINKS: "stdout,kafka" }),
+    message: `Cannot parse kevents_sinks "stdout,kafka" (env KEVENTS_SINKS): ${SINKS_RULE}`,
+  },
+  {
+    name: "a sink named twice is refused",
+    input: input({ KEVENTS_SINKS: "stdout, stdout" }),
+    message: `Cannot parse kevents_sinks "stdout, stdout" (env KEVENTS_SINKS): ${SINKS_RULE}`,
+  },
+  {
+    name: "an empty sink list is refused",
+    input: input({ KEVENTS_SINKS: "" }),
+    message: `Cannot parse kevents_sinks "" (env KEVENTS_SINKS): ${SINKS_RULE}`,
+  },
+  {
+    name: "a trailing comma in the sink list is refused",
+    input: input({ KEVENTS_SINKS: "stdout," }),
+    message: `Cannot parse kevents_sinks "stdout," (env KEVENTS_SINKS): ${SINKS_RULE}`,
+  },
+  {
+    name: "an unknown sink in a YAML list is refused",
+    input: input({}, "kevents_sinks:\n  - stdout\n  - kafka\n"),
+    message: `Cannot parse kevents_sinks ["stdout","kafka"] (${PATH} line 1): ${SINKS_RULE}`,
+  },
+  {
+    name: "a checkpoint interval under 10 ms is refused",
+    input: input({ KEVENTS_CHECKPOINT_INTERVAL_MS: "9" }),
+    message: 'Cannot parse kevents_checkpoint_interval_ms "9" (env ' +
+      "KEVENTS_CHECKPOINT_INTERVAL_MS): must be an integer number of milliseconds from 10 to 600000",
+  },
+  {
+    name: "zero checkpoint events is refused",
+    input: input({ KEVENTS_CHECKPOINT_MAX_EVENTS: "0" }),
+    message: 'Cannot parse kevents_checkpoint_max_events "0" (env ' +
+      "KEVENTS_CHECKPOINT_MAX_EVENTS): must be an integer from 1 to 1000000",
+  },
+  {
+    name: "a queue over a million events is refused",
+    input: input({ KEVENTS_QUEUE_CAPACITY: "1000001" }),
+    message: 'Cannot parse kevents_queue_capacity "1000001" (env KEVENTS_QUEUE_CAPACITY): ' +
+      "must be an integer from 1 to 1000000",
+  },
+  {
+    name: "a YAML syntax error gives its line and column",
+    input: input({}, "collect_kubernetes_events: true\nleader_lease_duration: 45: 50\n"),
+    message: `Cannot parse ${PATH}: YAML syntax error at line 2, column 24: ` +
+      "Nested mappings are not allowed in compact mappings",
+  },
+  {
+    name: "an unterminated quote is a YAML syntax error",
+    input: input({}, 'leader_lease_name: "abc\n'),
+    message: `Cannot parse ${PATH}: YAML syntax error at line 2, column 1: Missing closing "quote`,
+  },
+  {
+    name: "a top level that is a list is refused",
+    input: input({}, "- collect_kubernetes_events: true\n"),
+    message: `Cannot parse ${PATH}: the top level must be a mapping of settings ` +
+      "(key: value lines), found a list at line 1",
+  },
+  {
+    name: "a top level that is a single value is refused",
+    input: input({}, "\ncollect_kubernetes_events\n"),
+    message: `Cannot parse ${PATH}: the top level must be a mapping of settings ` +
+      '(key: value lines), found the value "collect_kubernetes_events" at line 2',
+  },
+  {
+    name: "a key written twice in different cases is refused",
+    input: input({}, "leader_election: true\nLEADER_ELECTION: false\n"),
+    message: `Cannot parse ${PATH}: leader_election is set twice, at ${PATH} line 1 and line 2`,
+  },
+];
+
+Deno.test("parseConfig refuses a bad value naming the key, its source, the value and the rule", async (t) => {
+  for (const c of rejected) {
+    await t.step(c.name, () => {
+      assert.throws(
+        () => parseConfig(c.input),
+        (e) => {
+          assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
+          assert.equal(e.message, c.message);
+          return true;
+        },
+      );
+    });
+  }
+});
+
+Deno.test("a ConfigError carries its parts as fields", () => {
+  assert.throws(
+    () => parseConfig(input({}, "\n\nleader_lease_duration: abc\n")),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.name, "ConfigError");
+      assert.equal(e.key, "leader_lease_duration");
+      assert.equal(e.source, `${PATH} line 3`);
+      assert.equal(e.value, "abc");
+      assert.equal(e.rule, LEASE_RULE);
+      return true;
+    },
+  );
+  assert.throws(
+    () => parseConfig(input({}, "a: [\n")),
+    (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.key, "");
+      assert.match(e.source, new RegExp(`^${PATH} line \\d+, column \\d+$`));
+      return true;
+    },
+  );
+});
+
+Deno.test("parseConfig does not change its input and gives a fresh result each call", () => {
+  const env = Object.freeze({ KEVENTS_SINKS: "null" });
+  const first = parseConfig({ env });
+  first.sinks.push("stdout");
+  assert.deepEqual(parseConfig({ env }).sinks, ["null"]);
+  const defaults = parseConfig({ env: {} });
+  defaults.sinks.push("null");
+  defaults.warnings.push("x");
+  assert.deepEqual(parseConfig({ env: {} }), DEFAULTS);
+});
+
+Deno.test("the key table has one row per setting, each read from its own key and variable", () => {
+  const fileKeys = CONFIG_KEYS.map((k) => k.fileKey);
+  const envVars = CONFIG_KEYS.map((k) => k.envVar);
+  const fields = CONFIG_KEYS.map((k) => k.field);
+  assert.equal(new Set(fileKeys).size, fileKeys.length);
+  assert.equal(new Set(envVars).size, envVars.length);
+  assert.equal(new Set(fields).size, fields.length);
+  for (const spec of CONFIG_KEYS) {
+    assert.equal(spec.fileKey, spec.fileKey.toLowerCase());
+    assert.ok(
+      spec.envVar === `DD_${spec.fileKey.toUpperCase()}` ||
+        spec.envVar === spec.fileKey.toUpperCase(),
+      `${spec.envVar} does not follow ${spec.fileKey}`,
+    );
+  }
+});
+
+Deno.test("configFileCandidates", async (t) => {
+  const cases: [
+    string,
+    string | undefined,
+    Record<string, string>,
+    ReturnType<
+      typeof configFileCandidates
+    >,
+  ][] = [
+    [
+      "without --config or DD_CONF_PATH, ./datadog.yaml if present",
+      undefined,
+      {},
+      { paths: ["datadog.yaml"], required: false },
+    ],
+    [
+      "--config naming a .yaml file is required",
+      "/etc/kevents/datadog.yaml",
+      {},
+      { paths: ["/etc/kevents/datadog.yaml"], required: true },
+    ],
+    [
+      "--config naming a .yml file is a file too",
+      "conf.yml",
+      {},
+      { paths: ["conf.yml"], required: true },
+    ],
+    [
+      "--config beats DD_CONF_PATH",
+      "a.yaml",
+      { DD_CONF_PATH: "b.yaml" },
+      { paths: ["a.yaml"], required: true },
+    ],
+    [
+      "DD_CONF_PATH naming a directory looks for datadog.yaml in it, then at the path itself",
+      undefined,
+      { DD_CONF_PATH: "/etc/datadog-agent" },
+      { paths: ["/etc/datadog-agent/datadog.yaml", "/etc/datadog-agent"], required: true },
+    ],
+    [
+      "a trailing slash is not doubled",
+      "/etc/datadog-agent/",
+      {},
+      { paths: ["/etc/datadog-agent/datadog.yaml", "/etc/datadog-agent/"], required: true },
+    ],
+    [
+      "DD_CONF_PATH naming a .yaml file is that file",
+      undefined,
+      { DD_CONF_PATH: "/conf/kevents.yaml" },
+      { paths: ["/conf/kevents.yaml"], required: true },
+    ],
+    [
+      "an empty --config or DD_CONF_PATH counts as not given",
+      "",
+      { DD_CONF_PATH: "" },
+      { paths: ["datadog.yaml"], required: false },
+    ],
+    [
+      "an empty --config falls through to DD_CONF_PATH",
+      "",
+      { DD_CONF_PATH: "x.yaml" },
+      { paths: ["x.yaml"], required: true },
+    ],
+  ];
+  for (const [name, flag, env, expected] of cases) {
+    await t.step(name, () => {
+      assert.deepEqual(configFileCandidates(flag, env), expected);
+    });
+  }
+});
