@@ -17,6 +17,7 @@ import {
   VERSION,
 } from "./lib/cli.ts";
 import { runCollector } from "./lib/collector.ts";
+import { runDemo } from "./lib/demo.ts";
 import { type Config, ConfigError, configFileCandidates, parseConfig } from "./lib/config.ts";
 import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
@@ -192,9 +193,16 @@ async function main(args: string[]): Promise<number> {
       return await runFakeApiServer(cmd);
     case "run":
       return await runCollectorCommand(cmd);
-    case "demo":
-      console.error("kevents: demo is not available yet");
-      return 1;
+    case "demo": {
+      // Warnings of the crashed replica would bury the timeline: only errors are logged.
+      await setupLogging({ level: "error", json: false });
+      try {
+        const result = await runDemo({ eventsPerSecond: cmd.eventsPerSecond, seed: cmd.seed });
+        return result.gaps === 0 ? 0 : 1;
+      } finally {
+        await teardownLogging();
+      }
+    }
   }
 }
 

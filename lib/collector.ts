@@ -11,7 +11,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Backoff } from "./backoff.ts";
-import { Checkpointer } from "./checkpointer.ts";
+import { Checkpointer, type Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { runElector, type Term } from "./elector.ts";
@@ -28,8 +28,20 @@ export interface CollectorOptions {
   identity: string;
   sinks: readonly Sink[];
   clock?: Clock;
-  /** Observes deliveries (tests, metrics). */
-  onDelivered?: (records: readonly EventRecord[]) => void;
+  /** Observes the collector's lifecycle and deliveries (the demo, tests, metrics). */
+  observer?: CollectorObserver;
+}
+
+/** Hooks into what a collector does; every hook is optional. */
+export interface CollectorObserver {
+  /** A term's pump starts from this position (undefined: from "now"). */
+  termStarted?(term: Term, from: Token | undefined): void;
+  /** A term's pump stopped; `at` is the last checkpoint written. */
+  termEnded?(term: Term, at: Token | undefined): void;
+  /** Records every sink acknowledged. */
+  delivered?(records: readonly EventRecord[]): void;
+  /** A checkpoint was acknowledged by the sinks (written at the next flush). */
+  acknowledged?(at: Token): void;
 }
 
 const log = getLogger(["kevents", "collector"]);
@@ -101,6 +113,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         }
       }
     }
+    o.observer?.termStarted?.(term, token);
     log.info("Pump started for term {term} at {rv}", {
       term: `${term.identity}/${term.transitions}`,
       rv: token?.resourceVersion ?? "now",
@@ -111,11 +124,14 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         client: o.client,
         sinks: o.sinks,
         token,
-        acknowledge: (t, n) => checkpointer.acknowledge(t, n),
+        acknowledge: (t, n) => {
+          checkpointer.acknowledge(t, n);
+          o.observer?.acknowledged?.(t);
+        },
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
         clock,
-        onDelivered: o.onDelivered,
+        onDelivered: (records) => o.observer?.delivered?.(records),
       }, work.signal),
       checkpointer.run(work.signal),
     ]);
@@ -123,6 +139,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
     await checkpointer.flush().catch((e) => {
       log.warn("Final checkpoint write failed: {error}", { error: String(e) });
     });
+    o.observer?.termEnded?.(term, checkpointer.token);
     log.info("Pump stopped for term {term} at {rv}", {
       term: `${term.identity}/${term.transitions}`,
       rv: checkpointer.token?.resourceVersion ?? "none",

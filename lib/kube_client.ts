@@ -184,6 +184,12 @@ function bodyText(res: { body: unknown }, signal: AbortSignal): Promise<string> 
   return new Response(abortableBody(res.body as ReadableStream<Uint8Array>, signal)).text();
 }
 
+const PATCH_CONTENT_TYPES = {
+  merge: "application/merge-patch+json",
+  strategic: "application/strategic-merge-patch+json",
+  json: "application/json-patch+json",
+} as const;
+
 /** A Kubernetes API client over the shared connection pool. */
 export class KubeClient {
   readonly config: PooledKubeConfig;
@@ -328,7 +334,7 @@ export class KubeClient {
     return this.request<T>("PATCH", this.pathFor(ref, namespace, name), {
       ...o,
       body: patch,
-      contentType: `application/${type === "json" ? "json-patch" : `${type}-merge-patch`}+json`,
+      contentType: PATCH_CONTENT_TYPES[type],
     });
   }
 

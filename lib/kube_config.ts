@@ -155,6 +155,7 @@ export interface PoolOptions {
  */
 export class PooledKubeConfig extends KubeConfig {
   #agent: Agent | undefined;
+  #closed = false;
   #poolOptions: PoolOptions = {};
 
   /** Sets pool options; call before the first request. */
@@ -165,6 +166,7 @@ export class PooledKubeConfig extends KubeConfig {
   /** The shared dispatcher, created on first use from the current cluster and user. */
   get dispatcher(): Agent {
     if (this.#agent !== undefined) return this.#agent;
+    if (this.#closed) throw new Error("Cannot send a request: the connection pool is closed");
     const cluster = this.getCurrentCluster();
     const user = this.getCurrentUser();
     const read = (file?: string, data?: string): string | undefined => {
@@ -213,6 +215,7 @@ export class PooledKubeConfig extends KubeConfig {
 
   /** Closes the pool's connections. */
   async close(): Promise<void> {
+    this.#closed = true;
     const agent = this.#agent;
     this.#agent = undefined;
     if (agent !== undefined) await agent.destroy();
