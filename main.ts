@@ -51,6 +51,7 @@ async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
     const generator = cmd.eventsPerSecond > 0
       ? server.startEventGenerator(new EventGenerator({ seed: cmd.seed }), {
         ratePerSecond: cmd.eventsPerSecond,
+        total: cmd.eventsTotal,
       })
       : undefined;
     console.log(`Fake Kubernetes API server listening on ${server.url}`);
@@ -61,6 +62,9 @@ async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
         ? "No events are generated (--events-per-second 0)."
         : `Generating ${cmd.eventsPerSecond} events per second (seed ${cmd.seed}). Stop with Ctrl-C.`,
     );
+    generator?.done.then((n) => {
+      if (cmd.eventsTotal !== undefined) console.log(`Generator finished after ${n} changes.`);
+    });
     const sig = await signal.promise;
     const generated = await generator?.stop();
     console.log(

@@ -20,6 +20,8 @@ export interface FakeApiServerCommand {
   plainHttp: boolean;
   /** Generated events per second; 0 disables the generator (default 5). */
   eventsPerSecond: number;
+  /** Stop generating after this many changes (default: never). */
+  eventsTotal?: number;
   /** Seed of the event generator (default 1). */
   seed: number;
   /** Event TTL in seconds (default 3600). */
@@ -82,6 +84,7 @@ fake-apiserver options:
   --plain-http               Serve plain HTTP instead of HTTPS with a generated CA
   --events-per-second N      Generate this many realistic events per second (default 5; 0 = none)
   --seed N                   Seed of the event generator (default 1)
+  --events-total N           Stop generating after N changes (default: never)
   --event-ttl SECONDS        Delete events this long after their last update (default 3600)
   --events-watch-quirk       Answer a stale events watch with 200 and an immediate close, as
                              kube-apiserver does for resources without a watch cache
@@ -235,6 +238,14 @@ export function parseCommandLine(args: readonly string[]): Command {
         break;
       case "--seed":
         cmd.seed = number(flag, value(), (n) => Number.isInteger(n), "must be an integer");
+        break;
+      case "--events-total":
+        cmd.eventsTotal = number(
+          flag,
+          value(),
+          (n) => Number.isInteger(n) && n > 0,
+          "must be a whole number greater than 0",
+        );
         break;
       case "--event-ttl":
         cmd.eventTtlSeconds = number(

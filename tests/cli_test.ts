@@ -103,6 +103,7 @@ Deno.test("the standalone fake API server writes a kubeconfig, serves generated 
       "--allow-net=127.0.0.1,localhost",
       "--allow-read",
       "--allow-write",
+      "--allow-env",
       new URL("../main.ts", import.meta.url).pathname,
       "fake-apiserver",
       "--kubeconfig-out",
