@@ -85,13 +85,17 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
   const backoff = new Backoff({ clock });
   const work = new AbortController();
   const onTermEnd = () => work.abort(term.signal.reason);
-  term.signal.addEventListener("abort", onTermEnd, { once: true });
+  // A term that has already ended must not start its work.
+  if (term.signal.aborted) onTermEnd();
+  else term.signal.addEventListener("abort", onTermEnd, { once: true });
   try {
     const checkpointer = new Checkpointer({
       client: o.client,
       namespace: o.config.resourcesNamespace,
       name: o.config.tokenConfigMapName,
-      term: `${term.identity}/${term.transitions}`,
+      // Unique per term even when a replica takes its own lease again (same
+      // transition count): the stamp must change the ConfigMap to fence.
+      term: `${term.identity}/${term.transitions}/${new Date(clock.now()).toISOString()}`,
       intervalMs: o.config.checkpoint.intervalMs,
       maxEvents: o.config.checkpoint.maxEvents,
       requestTimeoutMs: o.config.timings.requestTimeoutMs,

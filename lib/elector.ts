@@ -40,7 +40,10 @@ import type { LeaderElectionRecord, Lock } from "./lock.ts";
 export interface Term {
   /** Our identity. */
   identity: string;
-  /** The lock's transition count when we took it: unique per term. */
+  /**
+   * The lock's transition count when we took it. It changes whenever the
+   * lock changes hands, but a replica that takes its own lock again keeps it.
+   */
   transitions: number;
   /** Aborts when the term ends (lost lease, renew deadline passed, or shutdown). */
   signal: AbortSignal;
@@ -105,8 +108,8 @@ type Attempt = "acquired" | "held" | "failed";
 export async function runElector(options: ElectorOptions, signal: AbortSignal): Promise<void> {
   validateTimings(options.timings);
   const state = new ElectorState(options);
-  while (!signal.aborted) {
-    const acquired = await state.acquire(signal);
+  for (let terms = 0; !signal.aborted; terms++) {
+    const acquired = await state.acquire(signal, terms > 0);
     if (!acquired) break;
     await state.leadTerm(signal);
   }
@@ -180,11 +183,14 @@ class ElectorState {
       this.#observe(desired, now);
       return "acquired";
     }
-    this.#observe(current, now);
+    // Observed when the answer arrived (as client-go): a record written while
+    // the get was in flight must not look older than it is.
+    const seen = this.#clock.now();
+    this.#observe(current, seen);
     const mine = current.holderIdentity === identity;
     // A record unchanged for a whole lease duration, by our clock, has expired.
     const leaseMs = current.leaseDurationSeconds * 1000;
-    const expired = this.#observedAt + leaseMs <= now;
+    const expired = this.#observedAt + leaseMs <= seen;
     if (current.holderIdentity !== "" && !mine && !expired) return "held";
     if (mine) {
       desired.acquireTime = current.acquireTime;
@@ -236,11 +242,16 @@ class ElectorState {
     }
   }
 
-  /** Tries every retry period until we hold the lock; false when stopped first. */
-  async acquire(signal: AbortSignal): Promise<boolean> {
+  /**
+   * Tries every retry period until we hold the lock; false when stopped
+   * first. After a term (`afterTerm`) it waits a retry period before the
+   * first try, so work that fails at once cannot spin on the lock.
+   */
+  async acquire(signal: AbortSignal, afterTerm: boolean): Promise<boolean> {
     const { timings, lock, identity } = this.#o;
     log.info("{identity} is a candidate for {lock}", { identity, lock: lock.describe() });
     try {
+      if (afterTerm) await this.#clock.sleep(this.#jittered(timings.retryPeriodMs), signal);
       for (;;) {
         if (await this.#attempt(signal, timings.requestTimeoutMs) === "acquired") return true;
         await this.#clock.sleep(this.#jittered(timings.retryPeriodMs), signal);
