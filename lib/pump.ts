@@ -92,9 +92,11 @@ export function isNewer(event: CoreV1Event, token: Token): boolean {
   if (/^\d+$/.test(rv) && /^\d+$/.test(token.resourceVersion)) {
     return BigInt(rv) > BigInt(token.resourceVersion);
   }
-  const at = eventTime(event);
-  if (token.timestamp === undefined || at === undefined) return true;
-  return Date.parse(at) >= Date.parse(token.timestamp);
+  const at = Date.parse(eventTime(event) ?? "");
+  const since = Date.parse(token.timestamp ?? "");
+  // A missing or unreadable time cannot rule an event out.
+  if (Number.isNaN(at) || Number.isNaN(since)) return true;
+  return at >= since;
 }
 
 /** A FIFO with a capacity: push waits while full, take waits while empty. */
@@ -171,7 +173,8 @@ export async function runPump(options: PumpOptions, signal: AbortSignal): Promis
   // The reader and the deliverer stop together: when either fails, both stop.
   const inner = new AbortController();
   const onStop = () => inner.abort(signal.reason);
-  signal.addEventListener("abort", onStop, { once: true });
+  if (signal.aborted) onStop();
+  else signal.addEventListener("abort", onStop, { once: true });
   const fail = (e: unknown) => {
     if (!inner.signal.aborted) inner.abort(e);
     throw e;
@@ -357,6 +360,7 @@ async function readLoop(
       }
     } catch (e) {
       if (signal.aborted) break;
+      let failure = e;
       if (e instanceof GoneError && token !== undefined) {
         log.warn("Resource version {rv} is gone ({error}): relisting", {
           rv: token.resourceVersion,
@@ -368,10 +372,10 @@ async function readLoop(
           continue;
         } catch (relistError) {
           if (signal.aborted) break;
-          e = relistError;
+          failure = relistError;
         }
       }
-      log.warn("Watching events failed: {error}; retrying", { error: String(e) });
+      log.warn("Watching events failed: {error}; retrying", { error: String(failure) });
       try {
         await backoff.wait(signal);
       } catch {
