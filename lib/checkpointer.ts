@@ -48,6 +48,13 @@ export interface CheckpointerOptions {
   intervalMs: number;
   /** Write as soon as this many events were acknowledged since the last write. */
   maxEvents: number;
+  /**
+   * A position that delivered no event (a BOOKMARK, a deletion) is written
+   * at most this often (default 60 s). Bookmarks carry the cluster-wide
+   * resourceVersion, which our own checkpoint writes advance: writing each
+   * one at once would make an idle leader write forever.
+   */
+  idleIntervalMs?: number;
   /** Bound of one request (ms). */
   requestTimeoutMs: number;
   clock?: Clock;
@@ -211,9 +218,15 @@ export class Checkpointer {
    */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.#fenced) {
-      const due = this.#lastWriteAt + this.#o.intervalMs - this.#clock.now();
+      const every = this.#pendingEvents > 0
+        ? this.#o.intervalMs
+        : Math.max(this.#o.intervalMs, this.#o.idleIntervalMs ?? 60_000);
+      const due = this.#lastWriteAt + every - this.#clock.now();
       if (this.#pending !== undefined && (due <= 0 || this.#pendingEvents >= this.#o.maxEvents)) {
-        await this.flush(signal).catch((e) => {
+        // Not cancelled by the stop: a write the server may already have
+        // applied must finish, or the final write would meet our own version
+        // and look fenced. Each write is bounded by the request timeout.
+        await this.flush().catch((e) => {
           if (!signal.aborted) log.warn("Checkpoint write failed: {error}", { error: String(e) });
         });
         continue;

@@ -98,6 +98,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       term: `${term.identity}/${term.transitions}/${new Date(clock.now()).toISOString()}`,
       intervalMs: o.config.checkpoint.intervalMs,
       maxEvents: o.config.checkpoint.maxEvents,
+      idleIntervalMs: o.config.checkpoint.idleIntervalMs,
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
       onFenced: () => work.abort(new Error("Checkpoint fenced by a newer leader")),
@@ -123,7 +124,12 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       rv: token?.resourceVersion ?? "now",
       at: new Date(clock.now()).toISOString(),
     });
-    await Promise.all([
+    // If either fails, the other stops too; the final write still happens.
+    const stopOnFailure = (e: unknown) => {
+      work.abort(e);
+      throw e;
+    };
+    const results = await Promise.allSettled([
       runPump({
         client: o.client,
         sinks: o.sinks,
@@ -136,19 +142,22 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         backfill: o.config.backfill,
         clock,
         onDelivered: (records) => o.observer?.delivered?.(records),
-      }, work.signal),
-      checkpointer.run(work.signal),
+      }, work.signal).catch(stopOnFailure),
+      checkpointer.run(work.signal).catch(stopOnFailure),
     ]);
     // The pump has stopped: write what it delivered, then the elector may release the lease.
     await checkpointer.flush().catch((e) => {
       log.warn("Final checkpoint write failed: {error}", { error: String(e) });
     });
     o.observer?.termEnded?.(term, checkpointer.token);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     log.info("Pump stopped for term {term} at {rv}", {
       term: `${term.identity}/${term.transitions}`,
       rv: checkpointer.token?.resourceVersion ?? "none",
       at: new Date(clock.now()).toISOString(),
     });
+    // A failure that was not the stop ends the term with its error (the elector logs it).
+    if (failed !== undefined && !term.signal.aborted) throw failed.reason;
   } finally {
     term.signal.removeEventListener("abort", onTermEnd);
   }

@@ -53,6 +53,8 @@ export interface CheckpointConfig {
   intervalMs: number;
   /** Write as soon as this many events were delivered since the last write (default 500). */
   maxEvents: number;
+  /** Write a position reached without delivering events at most this often (default 60000). */
+  idleIntervalMs: number;
 }
 
 /** The resolved configuration kevents runs with. */
@@ -97,6 +99,7 @@ export interface Settings {
   expertLeaseDurationMs: number | undefined;
   checkpointIntervalMs: number;
   checkpointMaxEvents: number;
+  checkpointIdleIntervalMs: number;
   backfill: boolean;
   sinks: SinkName[];
   queueCapacity: number;
@@ -339,6 +342,16 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     default: 500,
     rule: "must be an integer from 1 to 1000000",
     description: "Write the event checkpoint after this many delivered events",
+  },
+  {
+    field: "checkpointIdleIntervalMs",
+    fileKey: "kevents_checkpoint_idle_interval_ms",
+    envVar: "KEVENTS_CHECKPOINT_IDLE_INTERVAL_MS",
+    parse: integerIn(10, 3_600_000),
+    default: 60_000,
+    rule: "must be an integer number of milliseconds from 10 to 3600000",
+    description:
+      "Write a checkpoint that moved without delivering events (bookmarks, deletions) at most this often",
   },
   {
     field: "backfill",
@@ -644,6 +657,7 @@ export function parseConfig(input: ConfigInput): Config {
     checkpoint: {
       intervalMs: settings.checkpointIntervalMs,
       maxEvents: settings.checkpointMaxEvents,
+      idleIntervalMs: settings.checkpointIdleIntervalMs,
     },
     backfill: settings.backfill,
     sinks: settings.sinks,

@@ -217,7 +217,8 @@ async function deliverLoop(
         const t = setTimeout(() => hard.abort(signal.reason), grace);
         hard.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
       };
-      signal.addEventListener("abort", onAbort, { once: true });
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
       try {
         await Promise.all(
           o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff)),
