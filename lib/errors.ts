@@ -193,7 +193,8 @@ export function errorFromResponse(
 export function errorFromApiException(e: unknown, request?: RequestDescription): unknown {
   if (e !== null && typeof e === "object" && "code" in e && "body" in e && "headers" in e) {
     const ex = e as { code: number; body: unknown; headers: Record<string, string> };
-    const body = typeof ex.body === "string" ? ex.body : JSON.stringify(ex.body);
+    // client-node leaves the body undefined for a 401 (it never reads it).
+    const body = typeof ex.body === "string" ? ex.body : JSON.stringify(ex.body) ?? "";
     return errorFromResponse(ex.code, body, ex.headers["retry-after"] ?? null, request);
   }
   return e;

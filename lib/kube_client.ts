@@ -8,7 +8,7 @@
  * @module
  */
 
-import { fetch } from "undici";
+import { type Dispatcher, fetch } from "undici";
 import type { ApiType, Configuration } from "@kubernetes/client-node";
 import {
   errorFromResponse,
@@ -411,30 +411,41 @@ export class KubeClient {
       );
     };
     try {
-      let res;
+      // Not fetch: under Deno, undici's fetch never errors a body whose
+      // connection breaks (node:stream's isReadable does not recognise web
+      // streams), so a dropped watch would hang. The body of the Dispatcher
+      // API does error.
+      let res: Dispatcher.ResponseData;
       try {
-        res = await fetch(url, {
+        res = await this.config.dispatcher.request({
+          origin: url.origin,
+          path: request.path,
+          method: "GET",
           headers: await this.#headers({}),
-          dispatcher: this.config.dispatcher,
           signal: controller.signal,
         });
       } catch (e) {
         if (controller.signal.aborted) throw controller.signal.reason;
         throw new KubeNetworkError(`GET ${request.path}: ${describe(e)}`, { cause: e, request });
       }
-      if (!res.ok) {
-        const text = await bodyText(res, controller.signal);
-        throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
+      const raw = ReadableStream.from(res.body as AsyncIterable<Uint8Array>);
+      const header = (name: string): string | null => {
+        const value = res.headers[name];
+        return (Array.isArray(value) ? value[0] : value) ?? null;
+      };
+      if (res.statusCode < 200 || res.statusCode > 299) {
+        const text = await bodyText({ body: raw }, controller.signal);
+        throw errorFromResponse(res.statusCode, text, header("retry-after"), request);
       }
-      const type = res.headers.get("content-type") ?? "";
-      if (!type.startsWith("application/json") || res.body === null) {
-        await res.body?.cancel();
+      const type = header("content-type") ?? "";
+      if (!type.startsWith("application/json")) {
+        await raw.cancel();
         throw new WatchDecodeError(
-          `Watch ${request.path} answered 200 with "${type}" instead of a JSON stream`,
+          `Watch ${request.path} answered ${res.statusCode} with "${type}" instead of a JSON stream`,
         );
       }
       arm();
-      const body = abortableBody(res.body as ReadableStream<Uint8Array>, controller.signal, arm);
+      const body = abortableBody(raw, controller.signal, arm);
       try {
         yield* readWatchBatches<T>(body);
         if (controller.signal.aborted) throw controller.signal.reason;

@@ -1,0 +1,722 @@
+import assert from "node:assert/strict";
+import diagnosticsChannel from "node:diagnostics_channel";
+import {
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  type V1ConfigMap,
+  type V1Lease,
+} from "@kubernetes/client-node";
+import {
+  AlreadyExistsError,
+  ConflictError,
+  errorFromApiException,
+  ForbiddenError,
+  GoneError,
+  KubeApiError,
+  KubeNetworkError,
+  KubeTimeoutError,
+  NotFoundError,
+  ServerError,
+  TooManyRequestsError,
+  UnauthorizedError,
+  WatchStalledError,
+} from "../lib/errors.ts";
+import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
+import { CONFIGMAPS, EVENTS, KubeClient, type KubeClientOptions } from "../lib/kube_client.ts";
+import { PooledKubeConfig } from "../lib/kube_config.ts";
+import type { WatchEvent } from "../lib/watch_stream.ts";
+
+type ConfigMap = {
+  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string };
+  data?: Record<string, string>;
+};
+
+/** Runs `use` with a client of the fake server, closing its pool afterwards. */
+async function withClient(
+  server: FakeApiServer,
+  options: KubeClientOptions & { user?: string; kubeconfig?: string },
+  use: (client: KubeClient, kc: PooledKubeConfig) => Promise<void>,
+): Promise<void> {
+  const kc = new PooledKubeConfig();
+  kc.loadFromString(options.kubeconfig ?? server.kubeconfig({ user: options.user }));
+  const client = new KubeClient(kc, { requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
+  try {
+    await use(client, kc);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Waits until `condition` holds, polling every 10 ms; fails after `boundMs`. */
+async function until(what: string, condition: () => boolean, boundMs = 10_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Gave up waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * Fails instead of hanging when `promise` does not settle within `boundMs`
+ * (a bound for a broken implementation, not a timing assertion).
+ */
+async function settles<T>(promise: Promise<T>, what: string, boundMs = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Gave up waiting until ${what}`)), boundMs);
+  });
+  try {
+    return await Promise.race([promise, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asserts that `promise` rejects with an instance of `Class`, and returns the error. */
+async function rejectsWith<E extends Error>(
+  promise: Promise<unknown>,
+  // deno-lint-ignore no-explicit-any
+  Class: new (...args: any[]) => E,
+): Promise<E> {
+  let caught: unknown;
+  await assert.rejects(promise, (e: unknown) => {
+    caught = e;
+    return true;
+  });
+  assert.ok(caught instanceof Class, `expected ${Class.name}, got ${caught}`);
+  return caught;
+}
+
+/**
+ * Calls `fn` once undici has written the headers of a request whose path
+ * contains `pathPart` (that is, the request is on the wire). Returns the
+ * unsubscribe function.
+ */
+function onRequestSent(pathPart: string, fn: () => void): () => void {
+  const listener = (message: unknown) => {
+    const { request } = message as { request: { path: string } };
+    if (request.path.includes(pathPart)) {
+      unsubscribe();
+      fn();
+    }
+  };
+  const unsubscribe = () => diagnosticsChannel.unsubscribe("undici:client:sendHeaders", listener);
+  diagnosticsChannel.subscribe("undici:client:sendHeaders", listener);
+  return unsubscribe;
+}
+
+Deno.test("KubeClient reads and writes objects", async (t) => {
+  await using server = await startFakeApiServer();
+  await withClient(server, {}, async (client) => {
+    let created: ConfigMap | undefined;
+
+    await t.step("create returns the stored object with its resourceVersion", async () => {
+      created = await client.create<ConfigMap>(CONFIGMAPS, "default", {
+        metadata: { name: "settings" },
+        data: { color: "blue" },
+      });
+      assert.equal(created.metadata.name, "settings");
+      assert.equal(created.metadata.namespace, "default");
+      assert.match(created.metadata.resourceVersion ?? "", /^\d+$/);
+      assert.deepEqual(created.data, { color: "blue" });
+    });
+
+    await t.step("get returns what was created", async () => {
+      const got = await client.get<ConfigMap>(CONFIGMAPS, "default", "settings");
+      assert.deepEqual(got, created);
+    });
+
+    await t.step("replace with the current resourceVersion writes a new version", async () => {
+      const replaced = await client.replace<ConfigMap>(CONFIGMAPS, "default", "settings", {
+        metadata: { name: "settings", resourceVersion: created!.metadata.resourceVersion },
+        data: { color: "green" },
+      });
+      assert.deepEqual(replaced.data, { color: "green" });
+      assert.notEqual(replaced.metadata.resourceVersion, created!.metadata.resourceVersion);
+      assert.equal(replaced.metadata.uid, created!.metadata.uid);
+    });
+
+    await t.step("replace with a stale resourceVersion rejects with ConflictError", async () => {
+      const e = await rejectsWith(
+        client.replace<ConfigMap>(CONFIGMAPS, "default", "settings", {
+          metadata: { name: "settings", resourceVersion: created!.metadata.resourceVersion },
+          data: { color: "red" },
+        }),
+        ConflictError,
+      );
+      assert.equal(e.reason, "Conflict");
+      assert.equal(e.code, 409);
+      assert.deepEqual(e.request, {
+        method: "PUT",
+        path: "/api/v1/namespaces/default/configmaps/settings",
+      });
+      const current = await client.get<ConfigMap>(CONFIGMAPS, "default", "settings");
+      assert.deepEqual(current.data, { color: "green" }, "the losing write changed nothing");
+    });
+
+    await t.step("patch merges by default", async () => {
+      const patched = await client.patch<ConfigMap>(CONFIGMAPS, "default", "settings", {
+        data: { size: "L" },
+      });
+      assert.deepEqual(patched.data, { color: "green", size: "L" });
+    });
+
+    await t.step("patch with type json applies a JSON patch", async () => {
+      const patched = await client.patch<ConfigMap>(
+        CONFIGMAPS,
+        "default",
+        "settings",
+        [{ op: "replace", path: "/data/color", value: "black" }, {
+          op: "remove",
+          path: "/data/size",
+        }],
+        { type: "json" },
+      );
+      assert.deepEqual(patched.data, { color: "black" });
+    });
+
+    await t.step("list returns the objects and the collection's resourceVersion", async () => {
+      await client.create<ConfigMap>(CONFIGMAPS, "default", { metadata: { name: "other" } });
+      const page = await client.list<ConfigMap>(CONFIGMAPS, { namespace: "default" });
+      assert.deepEqual(page.items.map((i) => i.metadata.name).sort(), ["other", "settings"]);
+      assert.equal(page.resourceVersion, String(server.store.currentRv));
+      assert.equal(page.continueToken, undefined);
+    });
+
+    await t.step("delete removes the object; a get then rejects with NotFoundError", async () => {
+      await client.delete(CONFIGMAPS, "default", "other");
+      const e = await rejectsWith(client.get(CONFIGMAPS, "default", "other"), NotFoundError);
+      assert.equal(e.reason, "NotFound");
+      assert.equal(e.code, 404);
+      assert.match(e.message, /configmaps "other" not found/);
+    });
+
+    await t.step("create of an existing name rejects with AlreadyExistsError", async () => {
+      const e = await rejectsWith(
+        client.create(CONFIGMAPS, "default", { metadata: { name: "settings" } }),
+        AlreadyExistsError,
+      );
+      assert.equal(e.reason, "AlreadyExists");
+      assert.equal(e.code, 409);
+      assert.ok(!(e instanceof ConflictError), "AlreadyExists is not a lost compare-and-swap");
+    });
+
+    await t.step("delete of a missing object rejects with NotFoundError", async () => {
+      await rejectsWith(client.delete(CONFIGMAPS, "default", "never"), NotFoundError);
+    });
+  });
+});
+
+Deno.test("KubeClient maps refusals and server failures to typed errors", async (t) => {
+  await using server = await startFakeApiServer();
+  server.create("configmaps", "default", { metadata: { name: "cm" }, data: { a: "1" } });
+
+  await t.step("a user without the verb gets ForbiddenError naming verb and resource", async () => {
+    server.addUser("kevents", [{
+      verbs: ["get", "list", "watch"],
+      apiGroups: [""],
+      resources: ["configmaps"],
+    }]);
+    await withClient(server, { user: "kevents" }, async (client) => {
+      const cm = await client.get<ConfigMap>(CONFIGMAPS, "default", "cm");
+      const e = await rejectsWith(
+        client.replace(CONFIGMAPS, "default", "cm", { ...cm, data: { a: "2" } }),
+        ForbiddenError,
+      );
+      assert.equal(e.code, 403);
+      assert.equal(e.reason, "Forbidden");
+      assert.match(e.message, /User "kevents" cannot update resource "configmaps"/);
+    });
+  });
+
+  await t.step("an unknown token gets UnauthorizedError", async () => {
+    const kubeconfig = server.kubeconfig().replace(server.adminToken, "not-a-valid-token");
+    await withClient(server, { kubeconfig }, async (client) => {
+      const e = await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), UnauthorizedError);
+      assert.equal(e.code, 401);
+      assert.equal(e.reason, "Unauthorized");
+    });
+  });
+
+  await withClient(server, {}, async (client) => {
+    await t.step("429 gets TooManyRequestsError with the server's retry delay", async () => {
+      server.failNext(1, { code: 429, retryAfterSeconds: 7 });
+      const e = await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), TooManyRequestsError);
+      assert.equal(e.code, 429);
+      assert.equal(e.retryAfterSeconds, 7);
+      // The fault was used up: the next request succeeds.
+      await client.get(CONFIGMAPS, "default", "cm");
+    });
+
+    await t.step("500 and 503 get ServerError", async () => {
+      server.failNext(1, { code: 500 });
+      const internal = await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), ServerError);
+      assert.equal(internal.code, 500);
+      assert.equal(internal.reason, "InternalError");
+      server.failNext(1, { code: 503, retryAfterSeconds: 2 });
+      const unavailable = await rejectsWith(client.list(CONFIGMAPS, {}), ServerError);
+      assert.equal(unavailable.code, 503);
+      assert.equal(unavailable.reason, "ServiceUnavailable");
+      assert.equal(unavailable.retryAfterSeconds, 2);
+    });
+  });
+
+  await t.step("a request the server sits on rejects with KubeTimeoutError", async () => {
+    await withClient(server, { requestTimeoutMs: 300 }, async (client) => {
+      server.setLatency(30_000);
+      try {
+        const e = await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), KubeTimeoutError);
+        assert.deepEqual(e.request, {
+          method: "GET",
+          path: "/api/v1/namespaces/default/configmaps/cm",
+        });
+        // A per-request timeout overrides the client's.
+        await rejectsWith(client.list(CONFIGMAPS, { timeoutMs: 200 }), KubeTimeoutError);
+      } finally {
+        server.setLatency(0);
+      }
+      await client.get(CONFIGMAPS, "default", "cm");
+    });
+  });
+});
+
+Deno.test("KubeClient requests end with the AbortSignal's reason", async (t) => {
+  await using server = await startFakeApiServer();
+  server.create("configmaps", "default", { metadata: { name: "cm" } });
+  await withClient(server, {}, async (client) => {
+    await t.step("an already aborted signal rejects at once, sending nothing", async () => {
+      const reason = new Error("shutting down");
+      const before = server.requestLog.count({ resource: "configmaps" });
+      await assert.rejects(
+        client.get(CONFIGMAPS, "default", "cm", { signal: AbortSignal.abort(reason) }),
+        (e) => e === reason,
+      );
+      assert.equal(server.requestLog.count({ resource: "configmaps" }), before);
+    });
+
+    await t.step("aborting while the server delays rejects with the reason", async () => {
+      const controller = new AbortController();
+      const reason = new Error("lost leadership");
+      server.setLatency(30_000);
+      let sent = false;
+      const stop = onRequestSent("/configmaps/cm", () => {
+        sent = true;
+        controller.abort(reason);
+      });
+      try {
+        await assert.rejects(
+          client.get(CONFIGMAPS, "default", "cm", { signal: controller.signal }),
+          (e) => e === reason,
+        );
+        assert.ok(sent, "the request was on the wire when the signal aborted");
+      } finally {
+        stop();
+        server.setLatency(0);
+      }
+    });
+
+    await t.step("aborting after the answer changes nothing", async () => {
+      const controller = new AbortController();
+      const cm = await client.get<ConfigMap>(CONFIGMAPS, "default", "cm", {
+        signal: controller.signal,
+      });
+      controller.abort(new Error("too late"));
+      assert.equal(cm.metadata.name, "cm");
+    });
+  });
+});
+
+Deno.test("KubeClient survives the API server going away and coming back", async () => {
+  await using server = await startFakeApiServer();
+  server.create("configmaps", "default", { metadata: { name: "cm" } });
+  await withClient(server, {}, async (client) => {
+    await client.get(CONFIGMAPS, "default", "cm");
+    const port = server.port;
+    await server.stop();
+    // The first request may still go out on the pooled connection the
+    // server just closed ("other side closed"); once that is gone nothing
+    // listens on the port any more.
+    await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), KubeNetworkError);
+    const refused = await rejectsWith(client.get(CONFIGMAPS, "default", "cm"), KubeNetworkError);
+    assert.match(refused.message, /ECONNREFUSED/);
+    assert.deepEqual(refused.request, {
+      method: "GET",
+      path: "/api/v1/namespaces/default/configmaps/cm",
+    });
+    await server.start();
+    assert.equal(server.port, port);
+    const cm = await client.get<ConfigMap>(CONFIGMAPS, "default", "cm");
+    assert.equal(cm.metadata.name, "cm");
+  });
+});
+
+Deno.test("KubeClient lists in pages", async (t) => {
+  await using server = await startFakeApiServer();
+  const total = 1_050;
+  for (let i = 0; i < total; i++) {
+    server.create("events", "default", {
+      metadata: { name: `event-${String(i).padStart(4, "0")}` },
+      involvedObject: { kind: "Pod", namespace: "default", name: `pod-${i % 7}` },
+      reason: "Tested",
+      message: `number ${i}`,
+      type: "Normal",
+    });
+  }
+  await withClient(server, {}, async (client) => {
+    await t.step("limit 100 returns every event exactly once, from one snapshot", async () => {
+      const seen: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      let first = "";
+      do {
+        const page = await client.list<ConfigMap>(EVENTS, {
+          namespace: "default",
+          limit: 100,
+          continueToken: token,
+        });
+        pages++;
+        assert.ok(page.items.length <= 100);
+        seen.push(...page.items.map((i) => i.metadata.name));
+        if (pages === 1) {
+          first = page.resourceVersion;
+          // Written after the first page: not part of the snapshot being paged.
+          server.create("events", "default", {
+            metadata: { name: "event-late" },
+            involvedObject: { kind: "Pod", namespace: "default", name: "late" },
+          });
+        }
+        assert.equal(page.resourceVersion, first, "every page is of the same snapshot");
+        token = page.continueToken;
+      } while (token !== undefined);
+      assert.equal(pages, 11);
+      assert.equal(seen.length, total);
+      assert.equal(new Set(seen).size, total);
+      assert.ok(!seen.includes("event-late"));
+    });
+
+    await t.step("a continue token from before a compaction rejects with GoneError", async () => {
+      const page = await client.list(EVENTS, { namespace: "default", limit: 100 });
+      assert.notEqual(page.continueToken, undefined);
+      server.create("events", "default", {
+        metadata: { name: "event-after" },
+        involvedObject: { kind: "Pod", namespace: "default", name: "after" },
+      });
+      server.compactNow();
+      const e = await rejectsWith(
+        client.list(EVENTS, {
+          namespace: "default",
+          limit: 100,
+          continueToken: page.continueToken,
+        }),
+        GoneError,
+      );
+      assert.equal(e.code, 410);
+      assert.equal(e.reason, "Expired");
+    });
+  });
+});
+
+Deno.test("KubeClient.watchBatches streams changes", async (t) => {
+  await using server = await startFakeApiServer({ bookmarkIntervalMs: 50 });
+  const namespace = "default";
+
+  await withClient(server, { requestTimeoutMs: 5_000 }, async (client) => {
+    await t.step(
+      "from a list's resourceVersion it yields ADDED, MODIFIED, DELETED in order",
+      async () => {
+        const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+        const cm = await client.create<ConfigMap>(CONFIGMAPS, namespace, {
+          metadata: { name: "watched" },
+          data: { n: "1" },
+        });
+        const events: WatchEvent<ConfigMap>[] = [];
+        for await (
+          const batch of client.watchBatches<ConfigMap>(CONFIGMAPS, { namespace, resourceVersion })
+        ) {
+          events.push(...batch);
+          // Changes made while the watch is open arrive on it too.
+          if (events.length === 1) {
+            await client.replace(CONFIGMAPS, namespace, "watched", { ...cm, data: { n: "2" } });
+            await client.delete(CONFIGMAPS, namespace, "watched");
+          }
+          if (events.length >= 3) break;
+        }
+        assert.deepEqual(events.map((e) => e.type), ["ADDED", "MODIFIED", "DELETED"]);
+        assert.deepEqual(events.map((e) => e.object.metadata.name), [
+          "watched",
+          "watched",
+          "watched",
+        ]);
+        assert.deepEqual(events[1]!.object.data, { n: "2" });
+        const rvs = events.map((e) => Number(e.object.metadata.resourceVersion));
+        assert.ok(rvs[0]! > Number(resourceVersion) && rvs[0]! < rvs[1]! && rvs[1]! < rvs[2]!);
+        await until("the watch is closed", () => server.watchCount === 0);
+      },
+    );
+
+    await t.step("with allowWatchBookmarks it yields BOOKMARKs", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      let bookmark: WatchEvent | undefined;
+      for await (
+        const batch of client.watchBatches(CONFIGMAPS, {
+          namespace,
+          resourceVersion,
+          allowWatchBookmarks: true,
+        })
+      ) {
+        bookmark = batch.find((e) => e.type === "BOOKMARK");
+        if (bookmark !== undefined) break;
+      }
+      assert.ok(bookmark !== undefined);
+      assert.equal(bookmark.object.metadata.resourceVersion, resourceVersion);
+    });
+
+    await t.step("a watch from a compacted resourceVersion throws GoneError", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      await client.create(CONFIGMAPS, namespace, { metadata: { name: "compacted-away" } });
+      server.compactNow();
+      const events: WatchEvent[] = [];
+      const e = await rejectsWith(
+        (async () => {
+          for await (
+            const batch of client.watchBatches(CONFIGMAPS, { namespace, resourceVersion })
+          ) {
+            events.push(...batch);
+          }
+        })(),
+        GoneError,
+      );
+      assert.equal(e.code, 410);
+      assert.equal(e.reason, "Expired");
+      assert.deepEqual(events, []);
+    });
+
+    await t.step("a watch that goes silent throws WatchStalledError", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      server.stallWatches();
+      try {
+        const watch = client.watchBatches(CONFIGMAPS, {
+          namespace,
+          resourceVersion,
+          idleTimeoutMs: 300,
+        });
+        const e = await rejectsWith(
+          settles(watch.next(), "the stalled watch throws"),
+          WatchStalledError,
+        );
+        assert.equal(e.idleMs, 300);
+      } finally {
+        server.stallWatches(false);
+      }
+      await until("the stalled watch is closed", () => server.watchCount === 0);
+    });
+
+    await t.step("a connection broken mid-watch throws KubeNetworkError", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      const watch = client.watchBatches(CONFIGMAPS, { namespace, resourceVersion });
+      const next = watch.next();
+      await until("the watch is open", () => server.watchCount === 1);
+      assert.equal(server.dropWatches(), 1);
+      const e = await rejectsWith(settles(next, "the broken watch throws"), KubeNetworkError);
+      assert.match(e.message, /broke/);
+    });
+
+    await t.step("a watch the server ends cleanly ends the generator normally", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      const watch = client.watchBatches(CONFIGMAPS, { namespace, resourceVersion });
+      const next = watch.next();
+      await until("the watch is open", () => server.watchCount === 1);
+      server.dropWatches({ abrupt: false });
+      assert.deepEqual(await settles(next, "the watch ends"), { done: true, value: undefined });
+    });
+
+    await t.step("timeoutSeconds makes the server end the watch; the generator ends", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      let batches = 0;
+      for await (
+        const _ of client.watchBatches(CONFIGMAPS, {
+          namespace,
+          resourceVersion,
+          timeoutSeconds: 1,
+        })
+      ) batches++;
+      assert.equal(batches, 0);
+      assert.equal(server.watchCount, 0);
+    });
+
+    await t.step("aborting the signal ends the watch with the signal's reason", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      const controller = new AbortController();
+      const reason = new Error("term ended");
+      const watch = client.watchBatches(CONFIGMAPS, {
+        namespace,
+        resourceVersion,
+        signal: controller.signal,
+      });
+      const next = watch.next();
+      await until("the watch is open", () => server.watchCount === 1);
+      controller.abort(reason);
+      await assert.rejects(settles(next, "the aborted watch throws"), (e) => e === reason);
+      await until("the aborted watch is closed", () => server.watchCount === 0);
+    });
+
+    await t.step("an already aborted signal throws its reason without a request", async () => {
+      const reason = new Error("already over");
+      const before = server.requestLog.count({ verb: "watch" });
+      const watch = client.watchBatches(CONFIGMAPS, { signal: AbortSignal.abort(reason) });
+      await assert.rejects(watch.next(), (e) => e === reason);
+      assert.equal(server.requestLog.count({ verb: "watch" }), before);
+    });
+
+    await t.step("breaking out of the loop releases the connection", async () => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      await client.create(CONFIGMAPS, namespace, { metadata: { name: "break-me" } });
+      for await (
+        const batch of client.watchBatches<ConfigMap>(CONFIGMAPS, { namespace, resourceVersion })
+      ) {
+        assert.equal(batch[0]!.object.metadata.name, "break-me");
+        assert.equal(server.watchCount, 1);
+        break;
+      }
+      await until("the server sees the watch closed", () => server.watchCount === 0);
+      // The pool is still usable.
+      await client.get(CONFIGMAPS, namespace, "break-me");
+    });
+  });
+});
+
+Deno.test("requests share a small HTTP/1.1 connection pool", async (t) => {
+  await using server = await startFakeApiServer();
+  server.create("configmaps", "default", { metadata: { name: "cm" }, data: { a: "b" } });
+  const connections: { version: unknown; alpn: unknown }[] = [];
+  const requestLines: string[] = [];
+  const onConnected = (message: unknown) => {
+    const m = message as {
+      connectParams: { port: string; version?: string };
+      socket: { alpnProtocol?: unknown };
+    };
+    if (Number(m.connectParams.port) !== server.port) return;
+    connections.push({ version: m.connectParams.version, alpn: m.socket.alpnProtocol });
+  };
+  const onSendHeaders = (message: unknown) => {
+    const m = message as { headers: string; request: { origin?: string } };
+    if (m.request.origin !== server.url) return;
+    requestLines.push(m.headers.split("\r\n", 1)[0]!);
+  };
+  diagnosticsChannel.subscribe("undici:client:connected", onConnected);
+  diagnosticsChannel.subscribe("undici:client:sendHeaders", onSendHeaders);
+  try {
+    await withClient(server, {}, async (client, kc) => {
+      await t.step("50 sequential requests use at most 2 connections", async () => {
+        for (let i = 0; i < 50; i++) await client.get(CONFIGMAPS, "default", "cm");
+        assert.ok(connections.length >= 1 && connections.length <= 2, `${connections.length}`);
+        const stats = kc.dispatcher.stats[server.url] as { connected: number } | undefined;
+        assert.ok(stats !== undefined, `no pool for ${server.url}`);
+        assert.ok(stats.connected >= 1 && stats.connected <= 2, `${stats.connected}`);
+      });
+
+      await t.step("the connections speak HTTP/1.1, never h2", () => {
+        for (const c of connections) {
+          assert.equal(c.version, "h1");
+          assert.notEqual(c.alpn, "h2");
+        }
+        assert.equal(requestLines.length, 50);
+        for (const line of requestLines) {
+          assert.equal(line, "GET /api/v1/namespaces/default/configmaps/cm HTTP/1.1");
+        }
+      });
+    });
+  } finally {
+    diagnosticsChannel.unsubscribe("undici:client:connected", onConnected);
+    diagnosticsChannel.unsubscribe("undici:client:sendHeaders", onSendHeaders);
+  }
+});
+
+Deno.test("client-node's typed APIs go through the pool", async (t) => {
+  await using server = await startFakeApiServer();
+  server.create("configmaps", "default", { metadata: { name: "cm" }, data: { a: "b" } });
+  await withClient(server, {}, async (client, kc) => {
+    // Count what goes through the shared agent.
+    const agent = kc.dispatcher;
+    const dispatch = agent.dispatch.bind(agent);
+    let dispatched = 0;
+    agent.dispatch = (options, handler) => {
+      dispatched++;
+      return dispatch(options, handler);
+    };
+    const core = client.makeApiClient(CoreV1Api);
+
+    await t.step("readNamespacedConfigMap works over TLS with the server's CA", async () => {
+      const cm: V1ConfigMap = await core.readNamespacedConfigMap({
+        name: "cm",
+        namespace: "default",
+      });
+      assert.equal(cm.metadata?.name, "cm");
+      assert.deepEqual(cm.data, { a: "b" });
+      assert.equal(dispatched, 1);
+    });
+
+    await t.step("an error is an ApiException whose body is the Status as JSON text", async () => {
+      let caught: unknown;
+      try {
+        await core.readNamespacedConfigMap({ name: "missing", namespace: "default" });
+      } catch (e) {
+        caught = e;
+      }
+      assert.ok(caught instanceof ApiException, `got ${caught}`);
+      assert.equal(caught.code, 404);
+      assert.equal(typeof caught.body, "string");
+      assert.equal(JSON.parse(caught.body as string).reason, "NotFound");
+      const mapped = errorFromApiException(caught);
+      assert.ok(mapped instanceof NotFoundError);
+      assert.equal(mapped.reason, "NotFound");
+      assert.match(mapped.message, /configmaps "missing" not found/);
+      assert.equal(dispatched, 2);
+    });
+
+    await t.step("a Lease keeps renewTime as a microsecond string", async () => {
+      const coordination = client.makeApiClient(CoordinationV1Api);
+      const renewTime = "2024-05-06T07:08:09.123456Z";
+      const lease: V1Lease = await coordination.createNamespacedLease({
+        namespace: "default",
+        body: {
+          metadata: { name: "kevents" },
+          spec: {
+            holderIdentity: "pod-a",
+            leaseDurationSeconds: 15,
+            // client-node types MicroTime as Date but passes strings through untouched.
+            renewTime: renewTime as unknown as Date,
+          },
+        },
+      });
+      assert.equal(lease.spec?.holderIdentity, "pod-a");
+      assert.equal(lease.spec?.renewTime as unknown, renewTime);
+      const stored = server.get("leases.coordination.k8s.io", "default", "kevents") as unknown as {
+        spec: { renewTime: string };
+      };
+      assert.equal(stored.spec.renewTime, renewTime);
+      assert.equal(dispatched, 3);
+    });
+
+    await t.step("a 401 from client-node maps to UnauthorizedError", async () => {
+      const kubeconfig = server.kubeconfig().replace(server.adminToken, "wrong-token");
+      await withClient(server, { kubeconfig }, async (bad) => {
+        let caught: unknown;
+        try {
+          await bad.makeApiClient(CoreV1Api).readNamespacedConfigMap({
+            name: "cm",
+            namespace: "default",
+          });
+        } catch (e) {
+          caught = e;
+        }
+        assert.ok(caught instanceof ApiException, `got ${caught}`);
+        const mapped = errorFromApiException(caught);
+        assert.ok(mapped instanceof UnauthorizedError, `got ${mapped}`);
+        assert.ok(mapped instanceof KubeApiError);
+        assert.equal(mapped.code, 401);
+      });
+    });
+  });
+});
