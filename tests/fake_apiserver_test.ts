@@ -7,107 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type FakeApiServer,
-  type PolicyRule,
-  startFakeApiServer,
-} from "../lib/fake_apiserver/mod.ts";
-
-// Wire JSON as the server sends it; the tests assert its shape field by field.
-// deno-lint-ignore no-explicit-any
-type Json = any;
-
-/** One answer of the server, its body read and parsed when it is JSON. */
-interface Reply {
-  status: number;
-  headers: Headers;
-  body: Json;
-}
-
-/** Options of one request. */
-interface CallOptions {
-  /** Sent as JSON unless it is a string. */
-  body?: unknown;
-  /** Content type of the body (default application/json). */
-  contentType?: string;
-  /** Bearer token; null sends no Authorization header (default: the client's token). */
-  token?: string | null;
-  signal?: AbortSignal;
-}
-
-/** Plain fetch against one fake API server, through an HttpClient that trusts its CA. */
-class Api implements Disposable {
-  readonly server: FakeApiServer;
-  readonly #client: Deno.HttpClient | undefined;
-  readonly #token: string | null;
-
-  constructor(server: FakeApiServer, token: string | null = server.adminToken) {
-    this.server = server;
-    this.#token = token;
-    this.#client = server.caCertPem === undefined
-      ? undefined
-      : Deno.createHttpClient({ caCerts: [server.caCertPem] });
-  }
-
-  /** Sends a request and reads the whole answer. */
-  async call(method: string, path: string, options: CallOptions = {}): Promise<Reply> {
-    const headers: Record<string, string> = { accept: "application/json" };
-    const token = options.token === undefined ? this.#token : options.token;
-    if (token !== null) headers.authorization = `Bearer ${token}`;
-    let body: string | undefined;
-    if (options.body !== undefined) {
-      body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
-      headers["content-type"] = options.contentType ?? "application/json";
-    }
-    const res = await fetch(this.server.url + path, {
-      method,
-      headers,
-      body,
-      client: this.#client,
-      signal: options.signal,
-    });
-    const text = await res.text();
-    const json = (res.headers.get("content-type") ?? "").startsWith("application/json");
-    return { status: res.status, headers: res.headers, body: json ? JSON.parse(text) : text };
-  }
-
-  get(path: string, options: CallOptions = {}): Promise<Reply> {
-    return this.call("GET", path, options);
-  }
-
-  post(path: string, body: unknown, options: CallOptions = {}): Promise<Reply> {
-    return this.call("POST", path, { ...options, body });
-  }
-
-  put(path: string, body: unknown, options: CallOptions = {}): Promise<Reply> {
-    return this.call("PUT", path, { ...options, body });
-  }
-
-  patch(path: string, body: unknown, contentType: string): Promise<Reply> {
-    return this.call("PATCH", path, { body, contentType });
-  }
-
-  delete(path: string, body?: unknown): Promise<Reply> {
-    return this.call("DELETE", path, { body });
-  }
-
-  /** Opens a watch and cancels its body at once: for tests that only need the status. */
-  async watchStatus(path: string, options: CallOptions = {}): Promise<Reply> {
-    const headers: Record<string, string> = {};
-    const token = options.token === undefined ? this.#token : options.token;
-    if (token !== null) headers.authorization = `Bearer ${token}`;
-    const res = await fetch(this.server.url + path, { headers, client: this.#client });
-    if (res.status === 200) {
-      await res.body?.cancel();
-      return { status: 200, headers: res.headers, body: undefined };
-    }
-    return { status: res.status, headers: res.headers, body: await res.json() };
-  }
-
-  [Symbol.dispose](): void {
-    this.#client?.close();
-  }
-}
+import { type PolicyRule, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
+import { Api, coreEvent as kubeletEvent, type Json, type Reply } from "./_fake_api.ts";
 
 /** The Status a failed request must carry, field for field. */
 function failure(code: number, reason: string, message: string, details?: Json): Json {
@@ -136,19 +37,14 @@ const LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
 const STALE_MESSAGE =
   "the object has been modified; please apply your changes to the latest version and try again";
 
+/** A kubelet event as these tests store it, with its node and timestamps; `fields` override. */
 function coreEvent(namespace: string, name: string, fields: Json = {}): Json {
-  return {
-    metadata: { name, namespace },
-    involvedObject: { kind: "Pod", namespace, name: name.split(".")[0], apiVersion: "v1" },
-    reason: "Started",
-    message: "Started container app",
-    type: "Normal",
+  return kubeletEvent(namespace, name, {
     source: { component: "kubelet", host: "node-1" },
-    count: 1,
     firstTimestamp: "2026-03-01T10:00:00Z",
     lastTimestamp: "2026-03-01T10:00:00Z",
     ...fields,
-  };
+  });
 }
 
 interface CrudCase {

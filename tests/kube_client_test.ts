@@ -26,6 +26,7 @@ import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mo
 import { CONFIGMAPS, EVENTS, KubeClient, type KubeClientOptions } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import type { WatchEvent } from "../lib/watch_stream.ts";
+import { eventually, GUARD_MS, within } from "./_fake_api.ts";
 
 type ConfigMap = {
   metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string };
@@ -45,31 +46,6 @@ async function withClient(
     await use(client, kc);
   } finally {
     await client.close();
-  }
-}
-
-/** Waits until `condition` holds, polling every 10 ms; fails after `boundMs`. */
-async function until(what: string, condition: () => boolean, boundMs = 10_000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Gave up waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/**
- * Fails instead of hanging when `promise` does not settle within `boundMs`
- * (a bound for a broken implementation, not a timing assertion).
- */
-async function settles<T>(promise: Promise<T>, what: string, boundMs = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const bound = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Gave up waiting until ${what}`)), boundMs);
-  });
-  try {
-    return await Promise.race([promise, bound]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -451,7 +427,7 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
         assert.deepEqual(events[1]!.object.data, { n: "2" });
         const rvs = events.map((e) => Number(e.object.metadata.resourceVersion));
         assert.ok(rvs[0]! > Number(resourceVersion) && rvs[0]! < rvs[1]! && rvs[1]! < rvs[2]!);
-        await until("the watch is closed", () => server.watchCount === 0);
+        await eventually(() => server.watchCount === 0, "the watch to close");
       },
     );
 
@@ -502,23 +478,26 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
           idleTimeoutMs: 300,
         });
         const e = await rejectsWith(
-          settles(watch.next(), "the stalled watch throws"),
+          within(watch.next(), GUARD_MS, "the stalled watch to throw"),
           WatchStalledError,
         );
         assert.equal(e.idleMs, 300);
       } finally {
         server.stallWatches(false);
       }
-      await until("the stalled watch is closed", () => server.watchCount === 0);
+      await eventually(() => server.watchCount === 0, "the stalled watch to close");
     });
 
     await t.step("a connection broken mid-watch throws KubeNetworkError", async () => {
       const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
       const watch = client.watchBatches(CONFIGMAPS, { namespace, resourceVersion });
       const next = watch.next();
-      await until("the watch is open", () => server.watchCount === 1);
+      await eventually(() => server.watchCount === 1, "the watch to open");
       assert.equal(server.dropWatches(), 1);
-      const e = await rejectsWith(settles(next, "the broken watch throws"), KubeNetworkError);
+      const e = await rejectsWith(
+        within(next, GUARD_MS, "the broken watch to throw"),
+        KubeNetworkError,
+      );
       assert.match(e.message, /broke/);
     });
 
@@ -526,9 +505,12 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
       const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
       const watch = client.watchBatches(CONFIGMAPS, { namespace, resourceVersion });
       const next = watch.next();
-      await until("the watch is open", () => server.watchCount === 1);
+      await eventually(() => server.watchCount === 1, "the watch to open");
       server.dropWatches({ abrupt: false });
-      assert.deepEqual(await settles(next, "the watch ends"), { done: true, value: undefined });
+      assert.deepEqual(await within(next, GUARD_MS, "the watch to end"), {
+        done: true,
+        value: undefined,
+      });
     });
 
     await t.step("timeoutSeconds makes the server end the watch; the generator ends", async () => {
@@ -555,10 +537,13 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
         signal: controller.signal,
       });
       const next = watch.next();
-      await until("the watch is open", () => server.watchCount === 1);
+      await eventually(() => server.watchCount === 1, "the watch to open");
       controller.abort(reason);
-      await assert.rejects(settles(next, "the aborted watch throws"), (e) => e === reason);
-      await until("the aborted watch is closed", () => server.watchCount === 0);
+      await assert.rejects(
+        within(next, GUARD_MS, "the aborted watch to throw"),
+        (e) => e === reason,
+      );
+      await eventually(() => server.watchCount === 0, "the aborted watch to close");
     });
 
     await t.step("an already aborted signal throws its reason without a request", async () => {
@@ -579,7 +564,7 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
         assert.equal(server.watchCount, 1);
         break;
       }
-      await until("the server sees the watch closed", () => server.watchCount === 0);
+      await eventually(() => server.watchCount === 0, "the server to see the watch closed");
       // The pool is still usable.
       await client.get(CONFIGMAPS, namespace, "break-me");
     });

@@ -90,7 +90,7 @@ export interface FakeApiServerOptions {
    * Reproduce the real server's behaviour for resources without a watch
    * cache (events): a watch from a compacted resourceVersion is answered
    * with 200 and closed at once with no events, instead of a 410 ERROR
-   * event (default false).
+   * event, and event watches get no BOOKMARKs (default false).
    */
   eventsWatchQuirk?: boolean;
   /** Serve componentstatuses (default true; false answers 404 as newer clusters may). */
@@ -866,7 +866,10 @@ export class FakeApiServer {
       match,
       fromRv,
       initial,
-      bookmarks: bookmarksParam === "true" || bookmarksParam === "1",
+      // Bookmarks come from the watch cache: with the events quirk on (events
+      // modelled without a watch cache, as on kube-apiserver) they send none.
+      bookmarks: (bookmarksParam === "true" || bookmarksParam === "1") &&
+        !(this.#o.eventsWatchQuirk === true && !t.watchCache),
       bookmarkIntervalMs: this.#o.bookmarkIntervalMs ?? 60_000,
       timeoutMs,
       closeSilentlyWhenExpired: this.#o.eventsWatchQuirk === true && !t.watchCache,
