@@ -18,14 +18,19 @@ import {
 } from "./lib/cli.ts";
 import { runCollector } from "./lib/collector.ts";
 import { runDemo } from "./lib/demo.ts";
-import { type Config, ConfigError, configFileCandidates, parseConfig } from "./lib/config.ts";
+import {
+  agent5FileCandidates,
+  type Config,
+  ConfigError,
+  configFileCandidates,
+  parseConfig,
+} from "./lib/config.ts";
 import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
 import { KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "./lib/kube_config.ts";
 import { logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
-import { NullSink } from "./lib/sinks/null.ts";
+import { createSinks } from "./lib/sinks/mod.ts";
 import type { Sink } from "./lib/sinks/sink.ts";
-import { StdoutSink } from "./lib/sinks/stdout.ts";
 
 /** Resolves when SIGINT or SIGTERM arrives. */
 function shutdownSignal(): { promise: Promise<string>; dispose: () => void } {
@@ -110,8 +115,18 @@ function resolveConfig(cmd: RunCommand, env: Record<string, string>): Config {
       rule: "must name an existing datadog.yaml (or a directory holding one)",
     });
   }
+  // The Agent 5 kubernetes check configuration, for its deprecated leader-election settings.
+  let agent5File: { path: string; text: string } | undefined;
+  for (const path of agent5FileCandidates(file?.path)) {
+    const text = readIfExists(path);
+    if (text !== undefined) {
+      agent5File = { path, text };
+      break;
+    }
+  }
   return parseConfig({
     file,
+    agent5File,
     env,
     serviceAccountNamespace: readIfExists(`${SERVICE_ACCOUNT_DIR}/namespace`),
   });
@@ -128,6 +143,7 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
   const log = getLogger(["kevents"]);
   let config: Config;
   let client: KubeClient;
+  let sinks: Sink[];
   try {
     config = resolveConfig(cmd, env);
     const kube = loadKubeConfig({
@@ -143,19 +159,16 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
       userAgent: `kevents/${VERSION}`,
     });
     log.info("Using {origin} ({server})", { origin: kube.origin, server: client.server });
+    sinks = createSinks(config, { userAgent: `kevents/${VERSION}` });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof KubeConfigError) {
       log.fatal(e.message);
-      console.error(`kevents: ${e.message}`);
       await teardownLogging();
       return 2;
     }
     throw e;
   }
   const identity = `${env.POD_NAME || env.HOSTNAME || "kevents"}-${uniqueSuffix()}`;
-  const sinks: Sink[] = config.sinks.map((name) =>
-    name === "null" ? new NullSink() : new StdoutSink()
-  );
   const root = new AbortController();
   const signal = shutdownSignal();
   signal.promise.then((sig) => {

@@ -9,12 +9,16 @@
  * @module
  */
 
+import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
+import { AnnotationLock } from "./annotation_lock.ts";
 import { Backoff } from "./backoff.ts";
 import { Checkpointer, type Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
+import { runControlPlaneCheck, serviceCheckSinks } from "./control_plane_check.ts";
 import { runElector, type Term } from "./elector.ts";
+import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
 import type { KubeClient } from "./kube_client.ts";
 import { LeaseLock } from "./lease_lock.ts";
 import { runPump } from "./pump.ts";
@@ -42,6 +46,8 @@ export interface CollectorObserver {
   delivered?(records: readonly EventRecord[]): void;
   /** A checkpoint was acknowledged by the sinks (written at the next flush). */
   acknowledged?(at: Token): void;
+  /** An event the include/exclude settings left out (its position still moves the checkpoint). */
+  filtered?(event: CoreV1Event): void;
 }
 
 const log = getLogger(["kevents", "collector"]);
@@ -66,10 +72,11 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
     await runTerm(o, { identity: o.identity, transitions: 0, signal });
     return;
   }
-  const lock = new LeaseLock(o.client, {
-    namespace: o.config.resourcesNamespace,
-    name: o.config.leaseName,
-  });
+  const target = { namespace: o.config.resourcesNamespace, name: o.config.leaseName };
+  const kind = o.config.leaderElectionResource;
+  const lock = kind === "lease"
+    ? new LeaseLock(o.client, target)
+    : new AnnotationLock(o.client, { ...target, kind });
   await runElector({
     lock,
     identity: o.identity,
@@ -79,7 +86,7 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
   }, signal);
 }
 
-/** One leadership term: checkpoint, pump, final checkpoint. */
+/** One leadership term: checkpoint, pump, final checkpoint; beside them, the control-plane check when on. */
 export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
   const clock = o.clock ?? systemClock;
   const backoff = new Backoff({ clock });
@@ -88,7 +95,19 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
   // A term that has already ended must not start its work.
   if (term.signal.aborted) onTermEnd();
   else term.signal.addEventListener("abort", onTermEnd, { once: true });
+  // Beside the checkpoint and the pump, independent of them, for the whole term.
+  const controlPlaneCheck = o.config.controlPlaneCheck
+    ? runControlPlaneCheck({
+      client: o.client,
+      sinks: serviceCheckSinks(o.sinks),
+      intervalMs: o.config.controlPlaneCheckIntervalMs,
+      requestTimeoutMs: o.config.timings.requestTimeoutMs,
+      clock,
+    }, work.signal)
+    : Promise.resolve();
   try {
+    // Checked by parseConfig already: this cannot fail for a parsed Config.
+    const filters = planEventFilters(o.config.eventFilters ?? NO_EVENT_FILTERS);
     const checkpointer = new Checkpointer({
       client: o.client,
       namespace: o.config.resourcesNamespace,
@@ -142,6 +161,9 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         backfill: o.config.backfill,
         clock,
         onDelivered: (records) => o.observer?.delivered?.(records),
+        fieldSelector: filters.fieldSelector,
+        filter: filters.filter,
+        onFiltered: (event) => o.observer?.filtered?.(event),
       }, work.signal).catch(stopOnFailure),
       checkpointer.run(work.signal).catch(stopOnFailure),
     ]);
@@ -160,5 +182,8 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
     if (failed !== undefined && !term.signal.aborted) throw failed.reason;
   } finally {
     term.signal.removeEventListener("abort", onTermEnd);
+    // However the term ended, the check stops before the lease may be released.
+    work.abort(new Error("Term over"));
+    await controlPlaneCheck;
   }
 }

@@ -17,16 +17,84 @@
  * `kubernetes_event_token_configmap` / `DD_KUBERNETES_EVENT_TOKEN_CONFIGMAP`,
  * which names the token ConfigMap the Agent hard-codes as `datadogtoken`.
  *
+ * The Agent 5's `leader_candidate` and `leader_lease_duration` (under
+ * `instances[0]` of its conf.d/kubernetes.yaml) and the variables its image
+ * wrote into them, `KUBERNETES_LEADER_CANDIDATE` and
+ * `KUBERNETES_LEADER_LEASE_DURATION`, are still read, below every Agent 6
+ * setting, each with a deprecation warning.
+ *
  * @module
  */
 
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
+import {
+  agentFilterTerm,
+  checkFilteredEventTypes,
+  type EventFilterSettings,
+  FilteredEventTypeError,
+  filtersAnything,
+} from "./filters.ts";
 
 /** A sink kevents can deliver events to. */
-export type SinkName = "stdout" | "null";
+export type SinkName = "stdout" | "null" | "webhook" | "datadog";
 
 /** The sink names `kevents_sinks` accepts. */
-export const SINK_NAMES: readonly SinkName[] = ["stdout", "null"];
+export const SINK_NAMES: readonly SinkName[] = ["stdout", "null", "webhook", "datadog"];
+
+/** What a sink does with a batch it could not deliver within its attempts. */
+export type SinkOnFailure = "retry" | "drop";
+
+/** The webhook sink's settings (`kevents_webhook_*`). */
+export interface WebhookConfig {
+  /** Where batches are POSTed; required when the webhook sink is on. */
+  url: string | undefined;
+  /** Body format (default ndjson). */
+  format: "ndjson" | "json";
+  /** Extra request headers (default none). */
+  headers: Record<string, string>;
+  /** Sent as `Authorization: Bearer <token>`. */
+  bearerToken: string | undefined;
+  /** PEM file of the CA(s) to trust instead of the system's. */
+  caFile: string | undefined;
+  /** PEM files of a client certificate and its key (both or neither). */
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /** Skip verifying the receiver's certificate (default false; logged as a warning). */
+  insecureSkipVerify: boolean;
+  /** retry (default: the pump retries, nothing is lost) or drop (counted, logged). */
+  onFailure: SinkOnFailure;
+  /** Attempts per send before it fails (default 5). */
+  maxAttempts: number;
+}
+
+/** The Datadog sink's settings (the Agent's `api_key`, `site`, `dd_url`, `unbundle_events`). */
+export interface DatadogConfig {
+  /** Required when the datadog sink is on. */
+  apiKey: string | undefined;
+  /** Datadog site (default datadoghq.com): events go to https://api.<site>. */
+  site: string;
+  /** Base URL overriding https://api.<site>. */
+  url: string | undefined;
+  /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
+  unbundleEvents: boolean;
+  /** retry (default) or drop. */
+  onFailure: SinkOnFailure;
+  /** Attempts per request before a send fails (default 5). */
+  maxAttempts: number;
+}
+
+/** The object leader election locks: a Lease, or the leader annotation of a ConfigMap or an Endpoints object. */
+export type LockResource = "lease" | "configmap" | "endpoints";
 
 /** Leader-election timings, all in milliseconds, derived from the lease duration. */
 export interface Timings {
@@ -65,10 +133,14 @@ export interface Config {
   leaderElection: boolean;
   /** Run the control-plane (componentstatuses) check; turned on by `KUBERNETES`. */
   controlPlaneCheck: boolean;
+  /** How often the control-plane check runs, in milliseconds (default 15000, the Agent's check interval). */
+  controlPlaneCheckIntervalMs: number;
   /** `leader_lease_duration` in seconds (default 60, greater than 30). */
   leaseDurationSeconds: number;
   /** Name of the lease object (default `datadog-leader-election`). */
   leaseName: string;
+  /** What the election locks (`leader_election_default_resource`, default `lease`); it is named `leaseName` whatever its kind. */
+  leaderElectionResource: LockResource;
   /** Namespace of the lease and the token ConfigMap. */
   resourcesNamespace: string;
   /** Name of the ConfigMap holding the event token (default `datadogtoken`). */
@@ -83,6 +155,15 @@ export interface Config {
   sinks: SinkName[];
   /** Events buffered between the watch and the sinks (default 1000). */
   queueCapacity: number;
+  /**
+   * Which events are delivered (`filtered_event_types`, `kevents_include_*`,
+   * `kevents_exclude_*`); absent when none of them is set: every event.
+   */
+  eventFilters?: EventFilterSettings;
+  /** The webhook sink's settings. */
+  webhook: WebhookConfig;
+  /** The Datadog sink's settings. */
+  datadog: DatadogConfig;
   /** Things main.ts should log at start (settings turned on, expert settings in use). */
   warnings: string[];
 }
@@ -94,6 +175,7 @@ export interface Settings {
   leaseDurationSeconds: number;
   resourcesNamespace: string;
   leaseName: string;
+  leaderElectionResource: LockResource;
   tokenConfigMapName: string;
   /** `kevents_lease_duration_ms`; undefined when not set. */
   expertLeaseDurationMs: number | undefined;
@@ -103,6 +185,32 @@ export interface Settings {
   backfill: boolean;
   sinks: SinkName[];
   queueCapacity: number;
+  controlPlaneCheckIntervalMs: number;
+  filteredEventTypes: string[];
+  includeTypes: string[];
+  excludeTypes: string[];
+  includeNamespaces: string[];
+  excludeNamespaces: string[];
+  includeReasons: string[];
+  excludeReasons: string[];
+  includeKinds: string[];
+  excludeKinds: string[];
+  webhookUrl: string | undefined;
+  webhookFormat: "ndjson" | "json";
+  webhookHeaders: Record<string, string>;
+  webhookBearerToken: string | undefined;
+  webhookCaFile: string | undefined;
+  webhookCertFile: string | undefined;
+  webhookKeyFile: string | undefined;
+  webhookInsecureSkipVerify: boolean;
+  webhookOnFailure: SinkOnFailure;
+  webhookMaxAttempts: number;
+  ddApiKey: string | undefined;
+  ddSite: string;
+  ddUrl: string | undefined;
+  ddUnbundleEvents: boolean;
+  datadogOnFailure: SinkOnFailure;
+  datadogMaxAttempts: number;
 }
 
 /** A value as a source gave it: text (environment, file scalar) or, from the file, a list of texts. */
@@ -132,6 +240,8 @@ export interface KeySpec<K extends keyof Settings> {
   rule: string;
   /** One line for documentation. */
   description: string;
+  /** For secrets: how a value is shown in messages instead of as given. */
+  mask?: (raw: RawValue | undefined) => string;
 }
 
 /** A row of {@linkcode CONFIG_KEYS}, whatever its field. */
@@ -185,6 +295,12 @@ export interface ConfigInput {
   env: Readonly<Record<string, string>>;
   /** Contents of the service-account namespace file, if it exists. */
   serviceAccountNamespace?: string;
+  /**
+   * Text of the Agent 5 kubernetes check configuration (`conf.d/kubernetes.yaml`),
+   * if one was found, and its path: its `instances[0]` may hold the deprecated
+   * `leader_candidate` and `leader_lease_duration`.
+   */
+  agent5File?: { path: string; text: string };
 }
 
 // ---- Parsers ---------------------------------------------------------------
@@ -228,6 +344,19 @@ function dnsSubdomain(raw: RawValue): string | undefined {
   return raw.split(".").every((part) => DNS1123_LABEL.test(part)) ? raw : undefined;
 }
 
+const LOCK_RESOURCES: Readonly<Record<string, LockResource>> = {
+  lease: "lease",
+  leases: "lease",
+  configmap: "configmap",
+  configmaps: "configmap",
+  endpoints: "endpoints",
+};
+
+/** The Agent's spellings (lease, leases, configmap, configmaps) and endpoints, in any case. */
+function parseLockResource(raw: RawValue): LockResource | undefined {
+  return typeof raw === "string" ? LOCK_RESOURCES[raw.trim().toLowerCase()] : undefined;
+}
+
 const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase letters, " +
   "digits and '-', starting and ending with a letter or digit)";
 const SUBDOMAIN_RULE = "must be a DNS-1123 subdomain (at most 253 characters: lowercase " +
@@ -242,6 +371,421 @@ function parseSinks(raw: RawValue): SinkName[] | undefined {
     sinks.push(name);
   }
   return sinks.length > 0 ? sinks : undefined;
+}
+
+/**
+ * `filtered_event_types`: a YAML list of entries, or a comma-separated text
+ * (split on unescaped commas, so `reason!=a\,b` stays one entry); each
+ * entry trimmed and non-empty. Whether the API server accepts each entry is
+ * checked by parseConfig, which names the entry.
+ */
+function parseFilterEntries(raw: RawValue): string[] | undefined {
+  const items = typeof raw === "string" ? splitUnescapedCommas(raw) : raw;
+  const entries = items.map((item) => item.trim());
+  if (entries.length === 1 && entries[0] === "" && typeof raw === "string") return [];
+  return entries.every((e) => e !== "") ? entries : undefined;
+}
+
+function splitUnescapedCommas(text: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === "\\") i++;
+    else if (text[i] === ",") {
+      out.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(text.slice(start));
+  return out;
+}
+
+/** A list of exact values (comma-separated, or a YAML list); "" is the empty list; each item trimmed, non-empty and accepted by `item`. */
+function valueList(item: (value: string) => boolean): (raw: RawValue) => string[] | undefined {
+  return (raw) => {
+    const items = (typeof raw === "string" ? raw.split(",") : raw).map((i) => i.trim());
+    if (items.length === 1 && items[0] === "" && typeof raw === "string") return [];
+    return items.every((i) => i !== "" && item(i)) ? [...new Set(items)] : undefined;
+  };
+}
+
+const FILTER_RULE = "must be a list (comma-separated, or a YAML list in the file) of non-empty";
+const FILTER_ENTRIES_RULE = `${FILTER_RULE} field selectors on events ` +
+  "(field=value or field!=value, e.g. type!=Normal) or bare event reasons (X means reason!=X)";
+
+/** The Settings fields of the include and exclude lists. */
+type FilterListField = `${"include" | "exclude"}${"Types" | "Namespaces" | "Reasons" | "Kinds"}`;
+
+/** The include and exclude rows of one event property. */
+function filterRows(
+  what: "types" | "namespaces" | "reasons" | "kinds",
+  meaning: string,
+  fields: readonly [FilterListField, FilterListField],
+): AnyKeySpec[] {
+  const namespaces = what === "namespaces";
+  const parse = valueList(namespaces ? (v) => dnsLabel(v) !== undefined : () => true);
+  const rule = namespaces
+    ? `${FILTER_RULE} namespace names, each a DNS-1123 label`
+    : `${FILTER_RULE} values`;
+  return (["include", "exclude"] as const).map((verb, i): AnyKeySpec => ({
+    // Every list field holds a string[]: one of them stands for all.
+    field: fields[i] as "includeTypes",
+    fileKey: `kevents_${verb}_${what}`,
+    envVar: `KEVENTS_${verb.toUpperCase()}_${what.toUpperCase()}`,
+    parse,
+    default: [],
+    rule,
+    description: verb === "include"
+      ? `Deliver only events whose ${meaning} is one of these (default: any)`
+      : `Leave out events whose ${meaning} is one of these (wins over the include list)`,
+  }));
+}
+
+// ---- Sink settings -----------------------------------------------------------
+
+/** Shows a secret as its length and last 4 characters (none when it is short). */
+function maskSecret(raw: RawValue | undefined): string {
+  if (typeof raw !== "string") return "(hidden)";
+  const text = raw.trim();
+  const tail = text.length >= 16 ? text.slice(-4) : "";
+  return `"****${tail}" (${text.length} characters, hidden)`;
+}
+
+/** Shows a URL without the password of its user info and without its query. */
+function maskUrl(raw: RawValue | undefined): string {
+  if (typeof raw !== "string") return "(hidden)";
+  return JSON.stringify(
+    raw.replace(/\/\/([^/@:]*):[^/@]*@/, "//$1:****@").replace(/\?.*$/, "?****"),
+  );
+}
+
+/** Shows headers by name only: any value may be a credential. */
+function maskHeaders(raw: RawValue | undefined): string {
+  if (raw === undefined) return "(hidden)";
+  const items = typeof raw === "string" ? raw.split(",") : raw;
+  return JSON.stringify(
+    items.map((item) => (item.includes("=") ? `${item.slice(0, item.indexOf("="))}=****` : "****"))
+      .join(","),
+  );
+}
+
+function httpUrl(raw: RawValue): string | undefined {
+  if (typeof raw !== "string") return undefined;
+  try {
+    const url = new URL(raw.trim());
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== ""
+      ? url.href
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A token or key: printable ASCII without spaces (surrounding whitespace, such as a file's newline, trimmed). */
+function credential(raw: RawValue): string | undefined {
+  if (typeof raw !== "string") return undefined;
+  const text = raw.trim();
+  return /^[\x21-\x7e]+$/.test(text) ? text : undefined;
+}
+
+function filePath(raw: RawValue): string | undefined {
+  if (typeof raw !== "string") return undefined;
+  const text = raw.trim();
+  return text === "" ? undefined : text;
+}
+
+function oneOf<T extends string>(...words: T[]): (raw: RawValue) => T | undefined {
+  return (raw) => {
+    if (typeof raw !== "string") return undefined;
+    const word = raw.trim().toLowerCase();
+    return words.find((w) => w === word);
+  };
+}
+
+/** An HTTP token (RFC 9110), the characters a header name may have. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** `K=V,K2=V2` (environment) or a mapping (file); names distinct regardless of case, values without control characters. */
+function parseHeaders(raw: RawValue): Record<string, string> | undefined {
+  const items = typeof raw === "string" ? (raw.trim() === "" ? [] : raw.split(",")) : raw;
+  const headers: Record<string, string> = {};
+  const seen = new Set<string>();
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq < 0) return undefined;
+    const name = item.slice(0, eq).trim();
+    const value = item.slice(eq + 1).trim();
+    // deno-lint-ignore no-control-regex
+    if (!HEADER_NAME.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return undefined;
+    if (seen.has(name.toLowerCase())) return undefined;
+    seen.add(name.toLowerCase());
+    headers[name] = value;
+  }
+  return headers;
+}
+
+const SITE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/;
+
+function site(raw: RawValue): string | undefined {
+  if (typeof raw !== "string") return undefined;
+  const text = raw.trim().toLowerCase();
+  return text.length <= 253 && SITE.test(text) ? text : undefined;
+}
+
+const URL_RULE = "must be an http:// or https:// URL";
+const ON_FAILURE_RULE = 'must be "retry" (the batch is retried until delivered) or "drop" ' +
+  "(the batch is dropped and counted after the attempts)";
+const ATTEMPTS_RULE = "must be an integer from 1 to 100";
+
+/**
+ * The webhook and Datadog sinks' rows. The Datadog ones keep the Agent's
+ * names: `api_key`, `site` and `dd_url` are datadog.yaml settings of the
+ * Agent (DD_API_KEY, DD_SITE, DD_DD_URL). `unbundle_events` is the key the
+ * Agent reads from its kubernetes_apiserver check's instance configuration
+ * (conf.yaml), which has no environment variable; kevents reads it from
+ * datadog.yaml and DD_UNBUNDLE_EVENTS.
+ */
+const SINK_ROWS: readonly AnyKeySpec[] = [
+  {
+    field: "webhookUrl",
+    fileKey: "kevents_webhook_url",
+    envVar: "KEVENTS_WEBHOOK_URL",
+    parse: httpUrl,
+    default: undefined,
+    rule: URL_RULE,
+    description: "Where the webhook sink POSTs batches (required with the webhook sink)",
+    mask: maskUrl,
+  },
+  {
+    field: "webhookFormat",
+    fileKey: "kevents_webhook_format",
+    envVar: "KEVENTS_WEBHOOK_FORMAT",
+    parse: oneOf("ndjson", "json"),
+    default: "ndjson",
+    rule: 'must be "ndjson" (one JSON object per line) or "json" (a JSON array)',
+    description: "Body format of the webhook sink",
+  },
+  {
+    field: "webhookHeaders",
+    fileKey: "kevents_webhook_headers",
+    envVar: "KEVENTS_WEBHOOK_HEADERS",
+    parse: parseHeaders,
+    default: {},
+    rule: "must be headers as NAME=VALUE pairs (comma-separated, or a mapping in the file), " +
+      "each name a valid header name given once, values without control characters",
+    description: "Extra headers of the webhook requests",
+    mask: maskHeaders,
+  },
+  {
+    field: "webhookBearerToken",
+    fileKey: "kevents_webhook_bearer_token",
+    envVar: "KEVENTS_WEBHOOK_BEARER_TOKEN",
+    parse: credential,
+    default: undefined,
+    rule: "must be a non-empty token of printable ASCII characters without spaces",
+    description: "Sent as Authorization: Bearer <token> by the webhook sink",
+    mask: maskSecret,
+  },
+  {
+    field: "webhookCaFile",
+    fileKey: "kevents_webhook_ca_file",
+    envVar: "KEVENTS_WEBHOOK_CA_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description: "PEM file of the CA(s) the webhook sink trusts instead of the system's",
+  },
+  {
+    field: "webhookCertFile",
+    fileKey: "kevents_webhook_cert_file",
+    envVar: "KEVENTS_WEBHOOK_CERT_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description:
+      "PEM file of the webhook sink's client certificate (with kevents_webhook_key_file)",
+  },
+  {
+    field: "webhookKeyFile",
+    fileKey: "kevents_webhook_key_file",
+    envVar: "KEVENTS_WEBHOOK_KEY_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description: "PEM file of the client certificate's private key",
+  },
+  {
+    field: "webhookInsecureSkipVerify",
+    fileKey: "kevents_webhook_insecure_skip_verify",
+    envVar: "KEVENTS_WEBHOOK_INSECURE_SKIP_VERIFY",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Accept any certificate from the webhook receiver (insecure)",
+  },
+  {
+    field: "webhookOnFailure",
+    fileKey: "kevents_webhook_on_failure",
+    envVar: "KEVENTS_WEBHOOK_ON_FAILURE",
+    parse: oneOf("retry", "drop"),
+    default: "retry",
+    rule: ON_FAILURE_RULE,
+    description: "What the webhook sink does with a batch it cannot deliver",
+  },
+  {
+    field: "webhookMaxAttempts",
+    fileKey: "kevents_webhook_max_attempts",
+    envVar: "KEVENTS_WEBHOOK_MAX_ATTEMPTS",
+    parse: integerIn(1, 100),
+    default: 5,
+    rule: ATTEMPTS_RULE,
+    description:
+      "Attempts of one webhook send before it fails (or, with drop, the batch is dropped)",
+  },
+  {
+    field: "ddApiKey",
+    fileKey: "api_key",
+    envVar: "DD_API_KEY",
+    parse: credential,
+    default: undefined,
+    rule: "must be a non-empty key of printable ASCII characters without spaces",
+    description: "Datadog API key (required with the datadog sink)",
+    mask: maskSecret,
+  },
+  {
+    field: "ddSite",
+    fileKey: "site",
+    envVar: "DD_SITE",
+    parse: site,
+    default: "datadoghq.com",
+    rule: "must be a Datadog site such as datadoghq.com, us3.datadoghq.com or datadoghq.eu",
+    description: "Datadog site: events go to https://api.<site>",
+  },
+  {
+    field: "ddUrl",
+    fileKey: "dd_url",
+    envVar: "DD_DD_URL",
+    parse: httpUrl,
+    default: undefined,
+    rule: URL_RULE,
+    description: "Base URL of the Datadog API, overriding https://api.<site>",
+    mask: maskUrl,
+  },
+  {
+    field: "ddUnbundleEvents",
+    fileKey: "unbundle_events",
+    envVar: "DD_UNBUNDLE_EVENTS",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "One Datadog event per Kubernetes event instead of one per object and type",
+  },
+  {
+    field: "datadogOnFailure",
+    fileKey: "kevents_datadog_on_failure",
+    envVar: "KEVENTS_DATADOG_ON_FAILURE",
+    parse: oneOf("retry", "drop"),
+    default: "retry",
+    rule: ON_FAILURE_RULE,
+    description: "What the datadog sink does with a batch it cannot deliver",
+  },
+  {
+    field: "datadogMaxAttempts",
+    fileKey: "kevents_datadog_max_attempts",
+    envVar: "KEVENTS_DATADOG_MAX_ATTEMPTS",
+    parse: integerIn(1, 100),
+    default: 5,
+    rule: ATTEMPTS_RULE,
+    description:
+      "Attempts of one Datadog request before a send fails (or, with drop, the batch is dropped)",
+  },
+];
+
+/**
+ * The sinks' settings, checking what one row cannot: a sink that is on has
+ * what it needs, a client certificate comes with its key. Warns about TLS
+ * verification turned off and credentials sent over plain HTTP.
+ */
+function resolveSinkSettings(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): { webhook: WebhookConfig; datadog: DatadogConfig } {
+  const webhookOn = settings.sinks.includes("webhook");
+  if (webhookOn && settings.webhookUrl === undefined) {
+    throw new ConfigError({
+      key: "kevents_webhook_url",
+      source: "default",
+      value: "",
+      rule: "is required with the webhook sink",
+      message: "Cannot use the webhook sink: kevents_webhook_url (KEVENTS_WEBHOOK_URL) is not set",
+    });
+  }
+  if ((settings.webhookCertFile === undefined) !== (settings.webhookKeyFile === undefined)) {
+    const [given, missing] = settings.webhookCertFile === undefined
+      ? ["kevents_webhook_key_file", "kevents_webhook_cert_file"]
+      : ["kevents_webhook_cert_file", "kevents_webhook_key_file"];
+    const field = settings.webhookCertFile === undefined ? "webhookKeyFile" : "webhookCertFile";
+    const source = origins.get(field)?.source ?? "";
+    throw new ConfigError({
+      key: given,
+      source,
+      value: settings[field] ?? "",
+      rule: `needs ${missing}`,
+      message: `Cannot use ${given} (${source}) without ${missing}: a client certificate ` +
+        "needs its private key",
+    });
+  }
+  if (settings.sinks.includes("datadog") && settings.ddApiKey === undefined) {
+    throw new ConfigError({
+      key: "api_key",
+      source: "default",
+      value: "",
+      rule: "is required with the datadog sink",
+      message: "Cannot use the datadog sink: api_key (DD_API_KEY) is not set",
+    });
+  }
+  if (webhookOn) {
+    const url = new URL(settings.webhookUrl!);
+    const shown = `${url.protocol}//${url.host}${url.pathname}`;
+    if (settings.webhookInsecureSkipVerify && url.protocol === "https:") {
+      const source = origins.get("webhookInsecureSkipVerify")?.source ?? "";
+      warnings.push(
+        `TLS verification of the webhook receiver ${shown} is off ` +
+          `(kevents_webhook_insecure_skip_verify, ${source}): anyone on the path can read ` +
+          "and forge what is sent",
+      );
+    }
+    const credentials = settings.webhookBearerToken !== undefined || url.password !== "" ||
+      Object.keys(settings.webhookHeaders).some((h) =>
+        /authorization|api[-_]?key|token|secret|passw|cookie/i.test(h)
+      );
+    if (credentials && url.protocol === "http:") {
+      warnings.push(`The webhook sink sends credentials to ${shown} over plain HTTP`);
+    }
+  }
+  return {
+    webhook: {
+      url: settings.webhookUrl,
+      format: settings.webhookFormat,
+      headers: settings.webhookHeaders,
+      bearerToken: settings.webhookBearerToken,
+      caFile: settings.webhookCaFile,
+      certFile: settings.webhookCertFile,
+      keyFile: settings.webhookKeyFile,
+      insecureSkipVerify: settings.webhookInsecureSkipVerify,
+      onFailure: settings.webhookOnFailure,
+      maxAttempts: settings.webhookMaxAttempts,
+    },
+    datadog: {
+      apiKey: settings.ddApiKey,
+      site: settings.ddSite,
+      url: settings.ddUrl,
+      unbundleEvents: settings.ddUnbundleEvents,
+      onFailure: settings.datadogOnFailure,
+      maxAttempts: settings.datadogMaxAttempts,
+    },
+  };
 }
 
 // ---- The key table ---------------------------------------------------------
@@ -304,7 +848,21 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     parse: dnsSubdomain,
     default: "datadog-leader-election",
     rule: SUBDOMAIN_RULE,
-    description: "Name of the leader-election lease",
+    // One default for every kind, as in the Agent 6 and later (its Endpoints
+    // and ConfigMap locks too); not the Agent 5's ConfigMap
+    // `datadog-leader-elector`, whose different record (annotations
+    // `creator`, `acquired_time`) kevents must not share an object with.
+    description: "Name of the leader-election lock (a Lease, ConfigMap or Endpoints object)",
+  },
+  {
+    field: "leaderElectionResource",
+    fileKey: "leader_election_default_resource",
+    envVar: "DD_LEADER_ELECTION_DEFAULT_RESOURCE",
+    parse: parseLockResource,
+    default: "lease",
+    rule: 'must be "lease", "configmap" or "endpoints" (or "leases", "configmaps"), in any case',
+    description: "What the election locks: a Lease, or the control-plane.alpha.kubernetes.io/" +
+      "leader annotation of a ConfigMap or an Endpoints object (client-go's record)",
   },
   {
     field: "tokenConfigMapName",
@@ -381,6 +939,35 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     rule: "must be an integer from 1 to 1000000",
     description: "Events buffered between the watch and the sinks",
   },
+  ...SINK_ROWS,
+  {
+    // The Agent has no datadog.yaml key for this: its check runs at the
+    // check scheduler's default interval (15 s) unless the check's own
+    // conf.yaml sets min_collection_interval.
+    field: "controlPlaneCheckIntervalMs",
+    fileKey: "kevents_control_plane_check_interval_ms",
+    envVar: "KEVENTS_CONTROL_PLANE_CHECK_INTERVAL_MS",
+    parse: integerIn(1000, 3_600_000),
+    default: 15_000,
+    rule: "must be an integer number of milliseconds from 1000 to 3600000",
+    description: "Run the control-plane check (kube_apiserver_controlplane.up) this often",
+  },
+  {
+    // In the Agent this is an option of the kubernetes_apiserver check's own
+    // conf.yaml; kevents reads it from datadog.yaml and the environment.
+    field: "filteredEventTypes",
+    fileKey: "filtered_event_types",
+    envVar: "DD_FILTERED_EVENT_TYPES",
+    parse: parseFilterEntries,
+    default: [],
+    rule: FILTER_ENTRIES_RULE,
+    description: "The Agent's deny list of events, applied by the API server: field selectors " +
+      "joined with commas, a bare X meaning reason!=X",
+  },
+  ...filterRows("types", "type (Normal, Warning)", ["includeTypes", "excludeTypes"]),
+  ...filterRows("namespaces", "namespace", ["includeNamespaces", "excludeNamespaces"]),
+  ...filterRows("reasons", "reason", ["includeReasons", "excludeReasons"]),
+  ...filterRows("kinds", "involved object's kind", ["includeKinds", "excludeKinds"]),
 ];
 
 // ---- datadog.yaml ----------------------------------------------------------
@@ -415,7 +1002,16 @@ function yamlMessage(message: string): string {
   return message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
 }
 
-function readFile(file: { path: string; text: string }): FileSettings {
+/** A YAML file's document, its top-level mapping (undefined when the file sets nothing) and its warnings. */
+interface YamlFile {
+  doc: Document.Parsed;
+  lineCounter: LineCounter;
+  top: YAMLMap | undefined;
+  warnings: string[];
+}
+
+/** Parses a YAML file whose top level must be a mapping; ConfigError naming the file otherwise. */
+function readYamlMapping(file: { path: string; text: string }): YamlFile {
   const lineCounter = new LineCounter();
   const doc = parseDocument(file.text, { lineCounter, prettyErrors: true });
   const syntax = doc.errors[0];
@@ -431,7 +1027,6 @@ function readFile(file: { path: string; text: string }): FileSettings {
         `column ${pos.col}: ${detail}`,
     });
   }
-  const entries = new Map<string, FileEntry>();
   const warnings = doc.warnings.map((warning) => {
     const pos = warning.linePos?.[0];
     const where = pos === undefined ? "" : ` at line ${pos.line}, column ${pos.col}`;
@@ -439,7 +1034,9 @@ function readFile(file: { path: string; text: string }): FileSettings {
   });
   const top = doc.contents;
   // An empty file, or one holding only comments or `~`, sets nothing.
-  if (top === null || (isScalar(top) && top.value === null)) return { entries, warnings };
+  if (top === null || (isScalar(top) && top.value === null)) {
+    return { doc, lineCounter, top: undefined, warnings };
+  }
   if (!isMap(top)) {
     const found = isSeq(top) ? "a list" : `the value ${JSON.stringify(scalarText(top) ?? "")}`;
     const line = top.range ? lineCounter.linePos(top.range[0]).line : 1;
@@ -452,6 +1049,13 @@ function readFile(file: { path: string; text: string }): FileSettings {
         `(key: value lines), found ${found} at line ${line}`,
     });
   }
+  return { doc, lineCounter, top, warnings };
+}
+
+function readFile(file: { path: string; text: string }): FileSettings {
+  const { doc, lineCounter, top, warnings } = readYamlMapping(file);
+  const entries = new Map<string, FileEntry>();
+  if (top === undefined) return { entries, warnings };
   for (const pair of top.items) {
     const keyNode = pair.key as Node | null;
     if (keyNode === null || !isScalar(keyNode)) continue;
@@ -490,6 +1094,15 @@ function describeNode(node: Node | null): { raw: RawValue | undefined; shown: st
     const items = node.items.map((item) => scalarText(item as Node));
     if (items.every((item) => item !== undefined)) return { raw: items as string[], shown };
   }
+  // A mapping of scalars (kevents_webhook_headers) becomes a list of "key=value".
+  if (isMap(node)) {
+    const items = node.items.map((pair) => {
+      const key = pair.key === null ? undefined : scalarText(pair.key as Node);
+      const value = pair.value === null ? "" : scalarText(pair.value as Node);
+      return key === undefined || value === undefined ? undefined : `${key}=${value}`;
+    });
+    if (items.every((item) => item !== undefined)) return { raw: items as string[], shown };
+  }
   return { raw: undefined, shown };
 }
 
@@ -510,12 +1123,16 @@ function parseOrThrow<K extends keyof Settings>(
 ): Settings[K] {
   const value = raw === undefined ? undefined : spec.parse(raw);
   if (value === undefined) {
-    // A list or mapping is shown as JSON, a scalar quoted.
-    const display = typeof raw === "string" ? JSON.stringify(shown) : shown;
+    // A list or mapping is shown as JSON, a scalar quoted; a secret masked.
+    const display = spec.mask !== undefined
+      ? spec.mask(raw)
+      : typeof raw === "string"
+      ? JSON.stringify(shown)
+      : shown;
     throw new ConfigError({
       key: spec.fileKey,
       source,
-      value: shown,
+      value: spec.mask !== undefined ? display : shown,
       rule: spec.rule,
       message: `Cannot parse ${spec.fileKey} ${display} (${source}): ${spec.rule}`,
     });
@@ -592,6 +1209,7 @@ export function parseConfig(input: ConfigInput): Config {
     resolveKey(spec as KeySpec<keyof Settings>, file, input, out, origins);
   }
   const settings = completed(out);
+  applyAgent5Settings(input, settings, origins, warningList);
 
   // The Agent's DaemonSet manifest sets KUBERNETES, and its entrypoint only
   // tests that the variable is non-empty: "false" turns things on too.
@@ -644,13 +1262,19 @@ export function parseConfig(input: ConfigInput): Config {
         `timing${below}`,
     );
   }
+  checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
+
+  const eventFilters = resolveEventFilters(settings, origins, warningList);
+  const sinkSettings = resolveSinkSettings(settings, origins, warningList);
 
   return {
     collectEvents,
     leaderElection,
     controlPlaneCheck: kubernetesSet,
+    controlPlaneCheckIntervalMs: settings.controlPlaneCheckIntervalMs,
     leaseDurationSeconds: settings.leaseDurationSeconds,
     leaseName: settings.leaseName,
+    leaderElectionResource: settings.leaderElectionResource,
     resourcesNamespace: settings.resourcesNamespace,
     tokenConfigMapName: settings.tokenConfigMapName,
     timings: deriveTimings(leaseDurationMs),
@@ -662,8 +1286,316 @@ export function parseConfig(input: ConfigInput): Config {
     backfill: settings.backfill,
     sinks: settings.sinks,
     queueCapacity: settings.queueCapacity,
+    ...(eventFilters === undefined ? {} : { eventFilters }),
+    ...sinkSettings,
     warnings: warningList,
   };
+}
+
+/**
+ * Gathers the filter settings; undefined when none is set. Checks every
+ * `filtered_event_types` entry as the API server would, so that a bad one
+ * stops the start naming the entry instead of failing every list later.
+ */
+function resolveEventFilters(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): EventFilterSettings | undefined {
+  const filters: EventFilterSettings = {
+    filteredEventTypes: settings.filteredEventTypes,
+    include: {
+      types: settings.includeTypes,
+      namespaces: settings.includeNamespaces,
+      reasons: settings.includeReasons,
+      kinds: settings.includeKinds,
+    },
+    exclude: {
+      types: settings.excludeTypes,
+      namespaces: settings.excludeNamespaces,
+      reasons: settings.excludeReasons,
+      kinds: settings.excludeKinds,
+    },
+  };
+  if (!filtersAnything(filters)) return undefined;
+  const source = origins.get("filteredEventTypes")?.source ?? "";
+  try {
+    checkFilteredEventTypes(filters.filteredEventTypes);
+  } catch (e) {
+    if (!(e instanceof FilteredEventTypeError)) throw e;
+    throw new ConfigError({
+      key: "filtered_event_types",
+      source,
+      value: e.entry,
+      rule: e.detail,
+      message: `Cannot parse filtered_event_types entry ${JSON.stringify(e.entry)} ` +
+        `(${source}): ${e.detail}`,
+      cause: e,
+    });
+  }
+  for (const entry of filters.filteredEventTypes) {
+    // A bare word is a reason, as in the Agent; one with an operator's "!"
+    // was probably meant as a selector.
+    if (!entry.includes("=") && entry.includes("!")) {
+      warnings.push(
+        `filtered_event_types entry ${JSON.stringify(entry)} (${source}) has no "=": it is ` +
+          `read as ${agentFilterTerm(entry)}, leaving out events with that reason; write ` +
+          `field!=value to filter on a field`,
+      );
+    }
+  }
+  return filters;
+}
+
+// ---- Lock kinds --------------------------------------------------------------
+
+/**
+ * What a ConfigMap or Endpoints lock adds to the rules. Its record's times
+ * have whole seconds and other replicas see a renewal only because the
+ * record changed, so renewals (one per retry period) must be more than a
+ * second apart; only the expert lease setting can make them closer. And a
+ * ConfigMap lock must not be the checkpoint ConfigMap: each write to one
+ * would make the other's compare-and-swap fail.
+ */
+function checkAnnotationLock(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  timings: Timings,
+): void {
+  const resource = settings.leaderElectionResource;
+  if (resource === "lease") return;
+  const resourceSource = origins.get("leaderElectionResource")?.source ?? "default";
+  if (timings.retryPeriodMs <= 1000) {
+    const source = origins.get("expertLeaseDurationMs")?.source ?? "default";
+    const rule = `with leader_election_default_resource ${resource} (${resourceSource}) the ` +
+      `retry period (lease / 4, here ${timings.retryPeriodMs} ms) must be more than 1000 ms, ` +
+      "as the lock's record has whole-second times: use a lease of at least 4004 ms";
+    throw new ConfigError({
+      key: "kevents_lease_duration_ms",
+      source,
+      value: String(timings.leaseDurationMs),
+      rule,
+    });
+  }
+  if (resource === "configmap" && settings.leaseName === settings.tokenConfigMapName) {
+    const nameSource = origins.get("leaseName")?.source ?? "default";
+    const tokenSource = origins.get("tokenConfigMapName")?.source ?? "default";
+    throw new ConfigError({
+      key: "leader_lease_name",
+      source: nameSource,
+      value: settings.leaseName,
+      rule: "must differ from kubernetes_event_token_configmap when the lock is a ConfigMap",
+      message: `Cannot use the ConfigMap ${JSON.stringify(settings.leaseName)} both as the ` +
+        `leader-election lock (leader_lease_name, ${nameSource}; leader_election_default_resource ` +
+        `${resource}, ${resourceSource}) and as the event checkpoint ` +
+        `(kubernetes_event_token_configmap, ${tokenSource}): each write to one would make the ` +
+        "other's compare-and-swap fail; give them different names",
+    });
+  }
+}
+
+// ---- Agent 5 compatibility ---------------------------------------------------
+
+/**
+ * The Agent 5 settings kevents still reads, each deprecated in favour of the
+ * Agent 6 setting it stands for. They live under `instances[0]` of the
+ * Agent 5 kubernetes check configuration (conf.d/kubernetes.yaml), and the
+ * Agent 5 image's entrypoint wrote its variables into those keys, so a
+ * variable wins over the file. Any Agent 6 setting or variable wins over
+ * both.
+ */
+const AGENT5_KEYS = {
+  candidate: {
+    fileKey: "leader_candidate",
+    envVar: "KUBERNETES_LEADER_CANDIDATE",
+    // In the Agent 5 the elected leader collects events even when
+    // collect_events is off: a candidate means both.
+    fields: ["leaderElection", "collectEvents"],
+    instead: "leader_election / DD_LEADER_ELECTION and collect_kubernetes_events / " +
+      "DD_COLLECT_KUBERNETES_EVENTS",
+  },
+  leaseDuration: {
+    fileKey: "leader_lease_duration",
+    envVar: "KUBERNETES_LEADER_LEASE_DURATION",
+    fields: ["leaseDurationSeconds"],
+    instead: "leader_lease_duration / DD_LEADER_LEASE_DURATION",
+  },
+} as const;
+
+/** An Agent 5 setting: its key in the file, its variable, the Agent 6 settings it stands for. */
+interface Agent5Key {
+  fileKey: string;
+  envVar: string;
+  fields: readonly (keyof Settings)[];
+  /** The Agent 6 settings to use instead, for the deprecation warning. */
+  instead: string;
+}
+
+/** The Agent 5 settings `instances[0]` of a kubernetes.yaml sets. */
+function readAgent5File(file: { path: string; text: string }): Map<string, FileEntry> {
+  const { doc, lineCounter, top } = readYamlMapping(file);
+  const entries = new Map<string, FileEntry>();
+  const lineOf = (node: Node) => lineCounter.linePos(node.range?.[0] ?? 0).line;
+  const refuse = (node: Node) => {
+    const rule = "instances must be a list of mappings (the check's instances)";
+    const text = scalarText(node);
+    const found = isMap(node)
+      ? "a mapping"
+      : isSeq(node)
+      ? "a list"
+      : `the value ${JSON.stringify(text ?? "")}`;
+    throw new ConfigError({
+      key: "instances",
+      source: `${file.path} line ${lineOf(node)}`,
+      value: text ?? "",
+      rule,
+      message: `Cannot parse ${file.path}: ${rule}, found ${found} at line ${lineOf(node)}`,
+    });
+  };
+  let instances = top?.get("instances", true) as Node | null | undefined;
+  if (instances !== undefined && instances !== null && isAlias(instances)) {
+    instances = instances.resolve(doc) ?? null;
+  }
+  // No instances (or `instances:` alone): the check is not configured; nothing is set.
+  if (instances === undefined || instances === null) return entries;
+  if (isScalar(instances) && instances.value === null) return entries;
+  if (!isSeq(instances)) return refuse(instances);
+  let first = (instances.items[0] ?? null) as Node | null;
+  if (first !== null && isAlias(first)) first = first.resolve(doc) ?? null;
+  if (first === null || (isScalar(first) && first.value === null)) return entries;
+  if (!isMap(first)) return refuse(first);
+  const known = new Set<string>(Object.values(AGENT5_KEYS).map((k) => k.fileKey));
+  for (const pair of first.items) {
+    const keyNode = pair.key as Node | null;
+    // Python dictionaries: keys match exactly.
+    if (keyNode === null || !isScalar(keyNode) || !known.has(String(keyNode.value))) continue;
+    let value = pair.value as Node | null;
+    if (value !== null && isAlias(value)) value = value.resolve(doc) ?? null;
+    entries.set(String(keyNode.value), {
+      ...describeNode(value),
+      source: `${file.path} line ${lineOf(keyNode)}`,
+    });
+  }
+  return entries;
+}
+
+/** One Agent 5 value as given, validated with the rule of the setting it stands for. */
+interface Agent5Value<T> {
+  /** The key or variable, for messages. */
+  label: string;
+  source: string;
+  value: T;
+}
+
+/** The values `key` is given, file first, each validated by `spec` (named after the Agent 5 key). */
+function agent5Values<K extends keyof Settings>(
+  key: Agent5Key,
+  spec: KeySpec<K>,
+  file: Map<string, FileEntry>,
+  env: Readonly<Record<string, string>>,
+): Agent5Value<Settings[K]>[] {
+  const named = { ...spec, fileKey: key.fileKey };
+  const values: Agent5Value<Settings[K]>[] = [];
+  const entry = file.get(key.fileKey);
+  if (entry !== undefined) {
+    values.push({
+      label: `${key.fileKey} (${entry.source})`,
+      source: entry.source,
+      value: parseOrThrow(named, entry.raw, entry.shown, entry.source),
+    });
+  }
+  // The entrypoint tested the variable with `[ $VAR ]`: empty is unset.
+  const raw = env[key.envVar];
+  if (raw !== undefined && raw !== "") {
+    const source = `env ${key.envVar}`;
+    values.push({ label: key.envVar, source, value: parseOrThrow(named, raw, raw, source) });
+  }
+  return values;
+}
+
+function specOf<K extends keyof Settings>(field: K): KeySpec<K> {
+  const spec = CONFIG_KEYS.find((k) => k.field === field);
+  if (spec === undefined) throw new Error(`Internal error: no setting ${field}`);
+  return spec as unknown as KeySpec<K>;
+}
+
+/**
+ * Warns about each Agent 5 value given: it is deprecated, and what wins
+ * over it. Returns the fields of `key` the last value given (the effective
+ * one) may set: those no Agent 6 setting or variable sets, or none when one
+ * sets the first field, the one the Agent 5 setting stands for (a candidate
+ * told `leader_election: false` is no candidate, so does not collect either).
+ */
+function warnAgent5<F extends keyof Settings>(
+  key: { instead: string; fields: readonly F[] },
+  values: readonly Agent5Value<unknown>[],
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): F[] {
+  const effective = values.at(-1);
+  const winners = key.fields.filter((f) => origins.get(f)?.explicit === true);
+  const wins = winners.map((f) => `${specOf(f).fileKey} is set (${origins.get(f)!.source})`);
+  for (const v of values) {
+    const why = v !== effective
+      ? `; ignored: ${effective!.label} is set`
+      : wins.length > 0
+      ? `; ${wins.join(" and ")} ${wins.length === 1 ? "wins" : "win"}`
+      : "";
+    warnings.push(`Deprecated Agent 5 setting ${v.label}: use ${key.instead} instead${why}`);
+  }
+  if (winners.includes(key.fields[0]!)) return [];
+  return key.fields.filter((f) => !winners.includes(f));
+}
+
+/** Applies the Agent 5 settings under the Agent 6 ones (see {@linkcode AGENT5_KEYS}). */
+function applyAgent5Settings(
+  input: ConfigInput,
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): void {
+  const file = input.agent5File === undefined
+    ? new Map<string, FileEntry>()
+    : readAgent5File(input.agent5File);
+
+  const { candidate, leaseDuration } = AGENT5_KEYS;
+  const candidates = agent5Values(candidate, specOf("leaderElection"), file, input.env);
+  const candidateFields = warnAgent5(candidate, candidates, origins, warnings);
+  const isCandidate = candidates.at(-1);
+  // Not being a candidate is what the defaults already say.
+  if (isCandidate?.value === true) {
+    for (const field of candidateFields) {
+      settings[field] = true;
+      origins.set(field, { explicit: true, source: isCandidate.source });
+    }
+  }
+
+  const leases = agent5Values(leaseDuration, specOf("leaseDurationSeconds"), file, input.env);
+  const leaseFields = warnAgent5(leaseDuration, leases, origins, warnings);
+  const lease = leases.at(-1);
+  if (lease !== undefined && leaseFields.length > 0) {
+    settings.leaseDurationSeconds = lease.value;
+    origins.set("leaseDurationSeconds", { explicit: true, source: lease.source });
+  }
+}
+
+/** The Agent 5's kubernetes check configuration. */
+export const AGENT5_FILE = "/etc/dd-agent/conf.d/kubernetes.yaml";
+
+/**
+ * Where main.ts should look for the Agent 5 kubernetes check configuration,
+ * in order: conf.d/kubernetes.yaml beside the datadog.yaml found (if any),
+ * then the Agent 5's /etc/dd-agent/conf.d/kubernetes.yaml. main.ts reads the
+ * first that exists.
+ */
+export function agent5FileCandidates(datadogYamlPath: string | undefined): string[] {
+  const candidates: string[] = [];
+  if (datadogYamlPath !== undefined) {
+    const slash = datadogYamlPath.lastIndexOf("/");
+    candidates.push(`${datadogYamlPath.slice(0, slash + 1)}conf.d/kubernetes.yaml`);
+  }
+  if (!candidates.includes(AGENT5_FILE)) candidates.push(AGENT5_FILE);
+  return candidates;
 }
 
 // ---- Finding the file ------------------------------------------------------

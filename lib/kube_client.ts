@@ -83,6 +83,22 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Options of a request answered in text ({@linkcode KubeClient.requestText}). */
+export interface TextRequestOptions extends RequestOptions {
+  /**
+   * Error codes whose answer the caller reads itself instead of a rejection
+   * (a failing `/readyz` answers 500 with the list of checks; default none).
+   */
+  acceptCodes?: readonly number[];
+}
+
+/** A text answer. */
+export interface TextAnswer {
+  /** HTTP status code. */
+  code: number;
+  text: string;
+}
+
 /** A page of a list. */
 export interface ListPage<T> {
   items: T[];
@@ -251,6 +267,38 @@ export class KubeClient {
    * timeout, KubeNetworkError when no answer came, or the signal's reason.
    */
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const { text, request } = await this.#exchange(method, path, options, []);
+    try {
+      return (text === "" ? undefined : JSON.parse(text)) as T;
+    } catch (e) {
+      throw new KubeNetworkError(`${method} ${request.path}: answer is not JSON`, {
+        cause: e,
+        request,
+      });
+    }
+  }
+
+  /**
+   * Sends one request and returns the answer as text (for non-resource
+   * paths such as `/readyz?verbose`). Fails as {@linkcode request} does,
+   * except that an answer whose code is in `acceptCodes` is returned.
+   */
+  async requestText(
+    method: string,
+    path: string,
+    options: TextRequestOptions = {},
+  ): Promise<TextAnswer> {
+    const { code, text } = await this.#exchange(method, path, options, options.acceptCodes ?? []);
+    return { code, text };
+  }
+
+  /** One request with its timeout and abort; error answers not in `acceptCodes` reject typed. */
+  async #exchange(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    acceptCodes: readonly number[],
+  ): Promise<{ code: number; text: string; request: RequestDescription }> {
     const signal = options.signal;
     signal?.throwIfAborted();
     const url = this.#url(path, options.query);
@@ -275,19 +323,13 @@ export class KubeClient {
         signal: controller.signal,
       });
       const text = await bodyText(res, controller.signal);
-      if (!res.ok) {
+      if (!res.ok && !acceptCodes.includes(res.status)) {
         throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
       }
-      return (text === "" ? undefined : JSON.parse(text)) as T;
+      return { code: res.status, text, request };
     } catch (e) {
       if (controller.signal.aborted) throw controller.signal.reason;
       if (e instanceof KubeApiError) throw e;
-      if (e instanceof SyntaxError) {
-        throw new KubeNetworkError(`${method} ${request.path}: answer is not JSON`, {
-          cause: e,
-          request,
-        });
-      }
       throw new KubeNetworkError(`${method} ${request.path}: ${describe(e)}`, {
         cause: e,
         request,

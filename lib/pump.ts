@@ -16,6 +16,12 @@
  * means the history is gone: relist every page and deliver what is newer
  * than the token.
  *
+ * Filtering happens in two places: a field selector goes with every list
+ * and watch, so the API server leaves events out before they are sent; a
+ * filter predicate leaves out more here. The position moves past what the
+ * filter rejects just as past what is delivered, so filtered events never
+ * hold the checkpoint back.
+ *
  * @module
  */
 
@@ -52,6 +58,15 @@ export interface PumpOptions {
   random?: () => number;
   /** Observes the pump (tests, metrics). */
   onDelivered?: (records: readonly EventRecord[]) => void;
+  /** Sent with every list and watch, for the API server to filter events (default none). */
+  fieldSelector?: string;
+  /**
+   * Decides which listed or watched events are delivered (default all).
+   * The checkpoint still moves past those it rejects.
+   */
+  filter?: (event: CoreV1Event) => boolean;
+  /** Told of each event `filter` rejected (tests, metrics). */
+  onFiltered?: (event: CoreV1Event) => void;
 }
 
 interface Item {
@@ -290,6 +305,7 @@ async function readLoop(
       const page = await o.client.list<CoreV1Event>(EVENTS, {
         limit: deliver === undefined ? 1 : o.pageSize ?? 500,
         continueToken,
+        fieldSelector: o.fieldSelector,
         signal,
       });
       listRv ??= page.resourceVersion;
@@ -297,9 +313,14 @@ async function readLoop(
       if (deliver === undefined) break;
       for (const e of page.items) {
         if (!deliver(e)) continue;
-        delivered++;
         const ts = eventTime(e);
         if (ts !== undefined && (lastEventTs === undefined || ts > lastEventTs)) lastEventTs = ts;
+        // Left out here, it is passed by the list's position pushed below.
+        if (o.filter !== undefined && !o.filter(e)) {
+          o.onFiltered?.(e);
+          continue;
+        }
+        delivered++;
         // Until the whole list is delivered, the checkpoint stays where it
         // was: items come in key order, not in resourceVersion order.
         await push(recordOf("ADDED", e), ackAt);
@@ -331,6 +352,7 @@ async function readLoop(
           resourceVersion: token.resourceVersion,
           allowWatchBookmarks: true,
           timeoutSeconds,
+          fieldSelector: o.fieldSelector,
           signal,
         })
       ) {
@@ -339,11 +361,15 @@ async function readLoop(
           const rv = ev.object.metadata.resourceVersion;
           let record: EventRecord | undefined;
           if (ev.type === "ADDED" || ev.type === "MODIFIED") {
-            record = recordOf(ev.type, ev.object);
+            if (o.filter === undefined || o.filter(ev.object)) {
+              record = recordOf(ev.type, ev.object);
+            } else {
+              o.onFiltered?.(ev.object);
+            }
             const ts = eventTime(ev.object);
             if (ts !== undefined) lastEventTs = ts;
           }
-          // BOOKMARK and DELETED move the position without delivering anything.
+          // BOOKMARK, DELETED and filtered events move the position without delivering anything.
           token = { resourceVersion: rv, timestamp: lastEventTs };
           await push(record, token);
         }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  AGENT5_FILE,
+  agent5FileCandidates,
   type Config,
   CONFIG_KEYS,
   ConfigError,
@@ -14,8 +16,10 @@ const DEFAULTS: Config = {
   collectEvents: false,
   leaderElection: false,
   controlPlaneCheck: false,
+  controlPlaneCheckIntervalMs: 15_000,
   leaseDurationSeconds: 60,
   leaseName: "datadog-leader-election",
+  leaderElectionResource: "lease",
   resourcesNamespace: "default",
   tokenConfigMapName: "datadogtoken",
   timings: {
@@ -28,6 +32,26 @@ const DEFAULTS: Config = {
   backfill: false,
   sinks: ["stdout"],
   queueCapacity: 1000,
+  webhook: {
+    url: undefined,
+    format: "ndjson",
+    headers: {},
+    bearerToken: undefined,
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
+    insecureSkipVerify: false,
+    onFailure: "retry",
+    maxAttempts: 5,
+  },
+  datadog: {
+    apiKey: undefined,
+    site: "datadoghq.com",
+    url: undefined,
+    unbundleEvents: false,
+    onFailure: "retry",
+    maxAttempts: 5,
+  },
   warnings: [],
 };
 
@@ -46,7 +70,7 @@ const BOOL_RULE = "must be a boolean (true/false, yes/no, on/off, 1/0, t/f or y/
 const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase letters, " +
   "digits and '-', starting and ending with a letter or digit)";
 const SINKS_RULE = "must be a non-empty list of distinct sink names (comma-separated, or a " +
-  'YAML list in the file), each one of "stdout", "null"';
+  'YAML list in the file), each one of "stdout", "null", "webhook", "datadog"';
 const LEADER_WARNING = (source: string) =>
   `Turned leader_election on: it is false (${source}) but collecting events requires it, ` +
   "so that one replica collects at a time";
@@ -63,7 +87,7 @@ const accepted: Accepted[] = [
   { name: "an empty file sets nothing", input: input({}, ""), expect: {} },
   {
     name: "a file of comments and unknown Agent keys sets nothing",
-    input: input({}, "# datadog.yaml\napi_key: abc\nlogs_config:\n  enabled: true\ntags: [a]\n"),
+    input: input({}, "# datadog.yaml\nhostname: abc\nlogs_config:\n  enabled: true\ntags: [a]\n"),
     expect: {},
   },
   {
@@ -678,4 +702,336 @@ Deno.test("configFileCandidates", async (t) => {
       assert.deepEqual(configFileCandidates(flag, env), expected);
     });
   }
+});
+
+// ---- lock kinds ------------------------------------------------------------------
+
+/** The ConfigError message parseConfig throws for `input`. */
+function configErrorOf(input: ConfigInput): string {
+  try {
+    parseConfig(input);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
+    return e.message;
+  }
+  assert.fail("parseConfig accepted it");
+}
+
+const RESOURCE_RULE =
+  'must be "lease", "configmap" or "endpoints" (or "leases", "configmaps"), in any case';
+
+Deno.test("leader_election_default_resource picks what the election locks", async (t) => {
+  await t.step("a Lease by default", () => {
+    assert.equal(parseConfig(input({})).leaderElectionResource, "lease");
+  });
+
+  await t.step("the file sets it and the environment wins", () => {
+    const file = "leader_election_default_resource: configmap\n";
+    assert.equal(parseConfig(input({}, file)).leaderElectionResource, "configmap");
+    const env = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: "endpoints" };
+    assert.equal(parseConfig(input(env, file)).leaderElectionResource, "endpoints");
+  });
+
+  await t.step("the Agent's spellings, in any case, trimmed", () => {
+    const spellings: [string, string][] = [
+      ["lease", "lease"],
+      ["leases", "lease"],
+      ["Lease", "lease"],
+      ["configmap", "configmap"],
+      [" ConfigMaps ", "configmap"],
+      ["ENDPOINTS", "endpoints"],
+    ];
+    for (const [spelling, expected] of spellings) {
+      const env = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: spelling };
+      assert.equal(parseConfig(input(env)).leaderElectionResource, expected, spelling);
+    }
+  });
+
+  await t.step("anything else is refused naming the rule", () => {
+    for (const bad of ["", "endpoint", "secret", "lease,configmap"]) {
+      assert.equal(
+        configErrorOf(input({ DD_LEADER_ELECTION_DEFAULT_RESOURCE: bad })),
+        `Cannot parse leader_election_default_resource ${JSON.stringify(bad)} ` +
+          `(env DD_LEADER_ELECTION_DEFAULT_RESOURCE): ${RESOURCE_RULE}`,
+      );
+    }
+  });
+
+  await t.step("every kind uses leader_lease_name, datadog-leader-election by default", () => {
+    for (const kind of ["lease", "configmap", "endpoints"]) {
+      const env = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: kind };
+      assert.equal(parseConfig(input(env)).leaseName, "datadog-leader-election");
+      const named = { ...env, DD_LEADER_LEASE_NAME: "my-lock" };
+      assert.equal(parseConfig(input(named)).leaseName, "my-lock");
+    }
+  });
+
+  await t.step("an annotation lock needs renewals more than a second apart", () => {
+    const env = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: "configmap" };
+    assert.equal(
+      configErrorOf(input({ ...env, KEVENTS_LEASE_DURATION_MS: "4003" })),
+      'Cannot parse kevents_lease_duration_ms "4003" (env KEVENTS_LEASE_DURATION_MS): with ' +
+        "leader_election_default_resource configmap (env DD_LEADER_ELECTION_DEFAULT_RESOURCE) " +
+        "the retry period (lease / 4, here 1000 ms) must be more than 1000 ms, as the lock's " +
+        "record has whole-second times: use a lease of at least 4004 ms",
+    );
+    const endpoints = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: "endpoints" };
+    assert.match(
+      configErrorOf(input({ ...endpoints, KEVENTS_LEASE_DURATION_MS: "1000" })),
+      /here 250 ms\) must be more than 1000 ms/,
+    );
+    const ok = parseConfig(input({ ...env, KEVENTS_LEASE_DURATION_MS: "4004" }));
+    assert.equal(ok.timings.retryPeriodMs, 1001);
+    // A Lease has MicroTime times: a 1 s lease stays allowed.
+    assert.equal(
+      parseConfig(input({ KEVENTS_LEASE_DURATION_MS: "1000" })).timings.retryPeriodMs,
+      250,
+    );
+  });
+
+  await t.step("a ConfigMap lock cannot be the checkpoint ConfigMap", () => {
+    const env = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: "configmap" };
+    assert.equal(
+      configErrorOf(input(env, "leader_lease_name: datadogtoken\n")),
+      'Cannot use the ConfigMap "datadogtoken" both as the leader-election lock ' +
+        `(leader_lease_name, ${PATH} line 1; leader_election_default_resource configmap, ` +
+        "env DD_LEADER_ELECTION_DEFAULT_RESOURCE) and as the event checkpoint " +
+        "(kubernetes_event_token_configmap, default): each write to one would make the other's " +
+        "compare-and-swap fail; give them different names",
+    );
+    // Other kinds live in other resources: the same name does not collide.
+    const endpoints = { DD_LEADER_ELECTION_DEFAULT_RESOURCE: "endpoints" };
+    assert.equal(
+      parseConfig(input(endpoints, "leader_lease_name: datadogtoken\n")).leaseName,
+      "datadogtoken",
+    );
+  });
+});
+
+// ---- Agent 5 compatibility ------------------------------------------------------
+
+const AGENT5_PATH = "/etc/dd-agent/conf.d/kubernetes.yaml";
+
+/** An input with an Agent 5 kubernetes.yaml, and optionally a datadog.yaml. */
+function agent5Input(
+  agent5Text: string,
+  env: Record<string, string> = {},
+  fileText?: string,
+): ConfigInput {
+  return { ...input(env, fileText), agent5File: { path: AGENT5_PATH, text: agent5Text } };
+}
+
+/** An Agent 5 kubernetes.yaml whose first instance holds `lines` (already indented). */
+function kubernetesYaml(...lines: string[]): string {
+  return ["init_config:", "", "instances:", "  - port: 4194", ...lines, ""].join("\n");
+}
+
+const CANDIDATE_INSTEAD = "leader_election / DD_LEADER_ELECTION and collect_kubernetes_events / " +
+  "DD_COLLECT_KUBERNETES_EVENTS";
+const LEASE_INSTEAD = "leader_lease_duration / DD_LEADER_LEASE_DURATION";
+
+Deno.test("Agent 5 leader-election settings are read below the Agent 6 ones, with a deprecation warning", async (t) => {
+  await t.step(
+    "leader_candidate under instances[0] turns on leader election and event collection",
+    () => {
+      const config = parseConfig(agent5Input(kubernetesYaml("    leader_candidate: true")));
+      assert.deepEqual(config, {
+        ...DEFAULTS,
+        collectEvents: true,
+        leaderElection: true,
+        warnings: [
+          `Deprecated Agent 5 setting leader_candidate (${AGENT5_PATH} line 5): use ` +
+          `${CANDIDATE_INSTEAD} instead`,
+        ],
+      });
+    },
+  );
+
+  await t.step("leader_lease_duration under instances[0] sets the lease, with its timings", () => {
+    const config = parseConfig(agent5Input(kubernetesYaml("    leader_lease_duration: 600")));
+    assert.equal(config.leaseDurationSeconds, 600);
+    assert.deepEqual(config.timings, {
+      leaseDurationMs: 600_000,
+      renewDeadlineMs: 300_000,
+      retryPeriodMs: 150_000,
+      requestTimeoutMs: 10_000,
+    });
+    assert.deepEqual(config.warnings, [
+      `Deprecated Agent 5 setting leader_lease_duration (${AGENT5_PATH} line 5): use ` +
+      `${LEASE_INSTEAD} instead`,
+    ]);
+  });
+
+  await t.step(
+    "KUBERNETES_LEADER_CANDIDATE and KUBERNETES_LEADER_LEASE_DURATION do the same",
+    () => {
+      const config = parseConfig(input({
+        KUBERNETES_LEADER_CANDIDATE: "yes",
+        KUBERNETES_LEADER_LEASE_DURATION: "45",
+      }));
+      assert.equal(config.leaderElection, true);
+      assert.equal(config.collectEvents, true);
+      assert.equal(config.leaseDurationSeconds, 45);
+      assert.deepEqual(config.warnings, [
+        `Deprecated Agent 5 setting KUBERNETES_LEADER_CANDIDATE: use ${CANDIDATE_INSTEAD} instead`,
+        `Deprecated Agent 5 setting KUBERNETES_LEADER_LEASE_DURATION: use ${LEASE_INSTEAD} instead`,
+      ]);
+    },
+  );
+
+  await t.step("not a candidate changes nothing but is still deprecated", () => {
+    const config = parseConfig(agent5Input(kubernetesYaml("    leader_candidate: false")));
+    assert.deepEqual(config, {
+      ...DEFAULTS,
+      warnings: [
+        `Deprecated Agent 5 setting leader_candidate (${AGENT5_PATH} line 5): use ` +
+        `${CANDIDATE_INSTEAD} instead`,
+      ],
+    });
+  });
+
+  await t.step("an empty variable is unset, as the Agent 5 entrypoint's test made it", () => {
+    assert.deepEqual(
+      parseConfig(input({ KUBERNETES_LEADER_CANDIDATE: "", KUBERNETES_LEADER_LEASE_DURATION: "" })),
+      DEFAULTS,
+    );
+  });
+
+  await t.step("the variable wins over the Agent 5 file, which it was written into", () => {
+    const config = parseConfig(agent5Input(
+      kubernetesYaml("    leader_candidate: true", "    leader_lease_duration: 600"),
+      { KUBERNETES_LEADER_CANDIDATE: "false", KUBERNETES_LEADER_LEASE_DURATION: "120" },
+    ));
+    assert.equal(config.leaderElection, false);
+    assert.equal(config.collectEvents, false);
+    assert.equal(config.leaseDurationSeconds, 120);
+    assert.deepEqual(config.warnings, [
+      `Deprecated Agent 5 setting leader_candidate (${AGENT5_PATH} line 5): use ` +
+      `${CANDIDATE_INSTEAD} instead; ignored: KUBERNETES_LEADER_CANDIDATE is set`,
+      `Deprecated Agent 5 setting KUBERNETES_LEADER_CANDIDATE: use ${CANDIDATE_INSTEAD} instead`,
+      `Deprecated Agent 5 setting leader_lease_duration (${AGENT5_PATH} line 6): use ` +
+      `${LEASE_INSTEAD} instead; ignored: KUBERNETES_LEADER_LEASE_DURATION is set`,
+      `Deprecated Agent 5 setting KUBERNETES_LEADER_LEASE_DURATION: use ${LEASE_INSTEAD} instead`,
+    ]);
+  });
+
+  await t.step("datadog.yaml and the Agent 6 variables win over every Agent 5 setting", () => {
+    const agent5 = kubernetesYaml("    leader_candidate: true", "    leader_lease_duration: 600");
+    const fromFile = parseConfig(agent5Input(agent5, {}, "leader_lease_duration: 90\n"));
+    assert.equal(fromFile.leaseDurationSeconds, 90);
+    assert.equal(fromFile.leaderElection, true);
+    assert.equal(
+      fromFile.warnings[1],
+      `Deprecated Agent 5 setting leader_lease_duration (${AGENT5_PATH} line 6): use ` +
+        `${LEASE_INSTEAD} instead; leader_lease_duration is set (${PATH} line 1) wins`,
+    );
+    const fromEnv = parseConfig(agent5Input(agent5, {
+      DD_LEADER_LEASE_DURATION: "75",
+      KUBERNETES_LEADER_LEASE_DURATION: "120",
+    }));
+    assert.equal(fromEnv.leaseDurationSeconds, 75);
+    assert.equal(fromEnv.timings.leaseDurationMs, 75_000);
+  });
+
+  await t.step("leader_election: false makes a candidate no candidate, collecting nothing", () => {
+    const config = parseConfig(agent5Input(kubernetesYaml("    leader_candidate: true"), {
+      DD_LEADER_ELECTION: "false",
+    }));
+    assert.equal(config.leaderElection, false);
+    assert.equal(config.collectEvents, false);
+    assert.deepEqual(config.warnings, [
+      `Deprecated Agent 5 setting leader_candidate (${AGENT5_PATH} line 5): use ` +
+      `${CANDIDATE_INSTEAD} instead; leader_election is set (env DD_LEADER_ELECTION) wins`,
+    ]);
+  });
+
+  await t.step("collect_kubernetes_events: false keeps collection off for a candidate", () => {
+    const config = parseConfig(agent5Input(
+      kubernetesYaml("    leader_candidate: true"),
+      {},
+      "collect_kubernetes_events: false\n",
+    ));
+    assert.equal(config.leaderElection, true);
+    assert.equal(config.collectEvents, false);
+    assert.match(config.warnings[0]!, /; collect_kubernetes_events is set \(.* line 1\) wins$/);
+  });
+
+  await t.step("only the first instance counts; a file without instances sets nothing", () => {
+    const second = kubernetesYaml("  - port: 4195", "    leader_candidate: true");
+    assert.deepEqual(parseConfig(agent5Input(second)), DEFAULTS);
+    for (
+      const text of ["", "init_config:\n", "instances:\n", "instances: []\n", "instances:\n  -\n"]
+    ) {
+      assert.deepEqual(parseConfig(agent5Input(text)), DEFAULTS, JSON.stringify(text));
+    }
+  });
+
+  await t.step("keys match exactly, as in a Python dictionary; top-level keys are not read", () => {
+    assert.deepEqual(
+      parseConfig(agent5Input(kubernetesYaml("    Leader_Candidate: true"))),
+      DEFAULTS,
+    );
+    assert.deepEqual(parseConfig(agent5Input("leader_candidate: true\n")), DEFAULTS);
+  });
+
+  await t.step("a bad Agent 5 value stops the start, named after its Agent 5 key", () => {
+    assert.equal(
+      configErrorOf(agent5Input(kubernetesYaml("    leader_lease_duration: 20"))),
+      `Cannot parse leader_lease_duration "20" (${AGENT5_PATH} line 5): ${LEASE_RULE}`,
+    );
+    assert.equal(
+      configErrorOf(input({ KUBERNETES_LEADER_CANDIDATE: "maybe" })),
+      `Cannot parse leader_candidate "maybe" (env KUBERNETES_LEADER_CANDIDATE): ${BOOL_RULE}`,
+    );
+    // Even when an Agent 6 setting wins over it.
+    assert.equal(
+      configErrorOf(agent5Input(kubernetesYaml("    leader_lease_duration: 20"), {
+        DD_LEADER_LEASE_DURATION: "60",
+      })),
+      `Cannot parse leader_lease_duration "20" (${AGENT5_PATH} line 5): ${LEASE_RULE}`,
+    );
+  });
+
+  await t.step("a malformed Agent 5 file stops the start naming the file", () => {
+    assert.equal(
+      configErrorOf(agent5Input("instances:\n  port: 4194\n")),
+      `Cannot parse ${AGENT5_PATH}: instances must be a list of mappings (the check's ` +
+        "instances), found a mapping at line 2",
+    );
+    assert.equal(
+      configErrorOf(agent5Input("instances:\n  - true\n")),
+      `Cannot parse ${AGENT5_PATH}: instances must be a list of mappings (the check's ` +
+        'instances), found the value "true" at line 2',
+    );
+    assert.match(
+      configErrorOf(agent5Input("instances: [\n")),
+      new RegExp(`^Cannot parse ${AGENT5_PATH}: YAML syntax error at line \\d+, column \\d+: `),
+    );
+    assert.match(configErrorOf(agent5Input("- a\n")), /the top level must be a mapping/);
+  });
+});
+
+Deno.test("agent5FileCandidates looks beside datadog.yaml, then in the Agent 5's place", async (t) => {
+  const cases: [string, string | undefined, string[]][] = [
+    ["without a datadog.yaml, only the Agent 5's place", undefined, [AGENT5_FILE]],
+    [
+      "conf.d beside an absolute datadog.yaml first",
+      "/etc/datadog-agent/datadog.yaml",
+      ["/etc/datadog-agent/conf.d/kubernetes.yaml", AGENT5_FILE],
+    ],
+    [
+      "conf.d in the working directory for ./datadog.yaml",
+      "datadog.yaml",
+      ["conf.d/kubernetes.yaml", AGENT5_FILE],
+    ],
+    ["no path twice", "/etc/dd-agent/datadog.yaml", [AGENT5_FILE]],
+  ];
+  for (const [name, path, expected] of cases) {
+    await t.step(name, () => {
+      assert.deepEqual(agent5FileCandidates(path), expected);
+    });
+  }
+  await t.step("the Agent 5's place is /etc/dd-agent/conf.d/kubernetes.yaml", () => {
+    assert.equal(AGENT5_FILE, "/etc/dd-agent/conf.d/kubernetes.yaml");
+  });
 });

@@ -92,7 +92,9 @@ class Proc {
 function keysOf(p: Proc): string[] {
   return p.stdout.flatMap((line, i) => {
     try {
-      return [(JSON.parse(line) as { key: string }).key];
+      const record = JSON.parse(line) as { key: string } | { serviceCheck: unknown };
+      // The leader's control-plane service checks share stdout with the events.
+      return "serviceCheck" in record ? [] : [record.key];
     } catch (e) {
       if (p.killedAt !== undefined && i === p.stdout.length - 1) return [];
       throw e;

@@ -29,3 +29,33 @@ export interface Sink {
   /** Releases what the sink holds. */
   close(): Promise<void>;
 }
+
+/**
+ * One service check run, as the Datadog check-run API takes it: `status` is
+ * 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; `timestamp` is in seconds.
+ */
+export interface ServiceCheck {
+  /** The check's name, for example `kube_apiserver_controlplane.up`. */
+  check: string;
+  /** 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. */
+  status: 0 | 1 | 2 | 3;
+  /** `key:value` tags. */
+  tags: string[];
+  /** Why the status is what it is (usually only for non-OK statuses). */
+  message?: string;
+  /** When the check ran, in seconds since the epoch. */
+  timestamp: number;
+  /** The host the check is about, if any. */
+  hostName?: string;
+}
+
+/** A destination for service checks (the Datadog sink). */
+export interface ServiceCheckSink {
+  /** Submits the checks; resolves once the destination accepted them. Rejects with the signal's reason on abort. */
+  sendServiceChecks(checks: readonly ServiceCheck[], signal: AbortSignal): Promise<void>;
+}
+
+/** Whether an object also takes service checks (has `sendServiceChecks`). */
+export function isServiceCheckSink<T extends object>(sink: T): sink is T & ServiceCheckSink {
+  return typeof (sink as Partial<ServiceCheckSink>).sendServiceChecks === "function";
+}

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { EventRecord, Sink } from "./sink.ts";
+import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
 
 /** Something bytes can be written to (Deno.stdout, a file). */
 export interface Writer {
@@ -20,10 +20,15 @@ export interface StdoutSinkOptions {
 
 const encoder = new TextEncoder();
 
-/** Writes each record as `{"key":...,"type":...,"event":{...}}` on its own line. */
-export class StdoutSink implements Sink {
+/**
+ * Writes each record as `{"key":...,"type":...,"event":{...}}` on its own
+ * line, and each service check as `{"serviceCheck":{...}}`.
+ */
+export class StdoutSink implements Sink, ServiceCheckSink {
   readonly name = "stdout";
   #writer: Writer;
+  /** Settles after the last write started so far; undefined when none is in flight. */
+  #tail: Promise<void> | undefined;
 
   constructor(options: StdoutSinkOptions = {}) {
     this.#writer = options.writer ?? Deno.stdout;
@@ -38,6 +43,36 @@ export class StdoutSink implements Sink {
         JSON.stringify(r.event)
       }}\n`;
     }
+    await this.#write(text);
+  }
+
+  /** Writes one `{"serviceCheck":{...}}` line per check; resolves when every byte is written. */
+  async sendServiceChecks(checks: readonly ServiceCheck[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    let text = "";
+    for (const check of checks) text += `{"serviceCheck":${JSON.stringify(check)}}\n`;
+    await this.#write(text);
+  }
+
+  /**
+   * Writes after every earlier write has finished: the pump and the
+   * control-plane check write concurrently, and a partial write of one
+   * must not be followed by bytes of the other in the middle of a line.
+   */
+  #write(text: string): Promise<void> {
+    // With nothing in flight the write starts at once, as it always did.
+    const previous = this.#tail;
+    const written = previous === undefined
+      ? this.#writeAll(text)
+      : previous.then(() => this.#writeAll(text));
+    const tail: Promise<void> = written.catch(() => {}).then(() => {
+      if (this.#tail === tail) this.#tail = undefined;
+    });
+    this.#tail = tail;
+    return written;
+  }
+
+  async #writeAll(text: string): Promise<void> {
     let bytes = encoder.encode(text);
     while (bytes.length > 0) {
       const n = await this.#writer.write(bytes);

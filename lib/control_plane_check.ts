@@ -1,0 +1,288 @@
+/**
+ * The control-plane service check, `kube_apiserver_controlplane.up`, as the
+ * Datadog Agent's `kubernetes_apiserver` check reports it: run by the leader
+ * only, under its term, once right away and then every interval (15 s by
+ * default, the Agent's check interval).
+ *
+ * Each run lists `componentstatuses` and reports one check per component,
+ * tagged `component:<name>`, from its `Healthy` condition: OK when `True`,
+ * CRITICAL when `False` (message: the condition's error, else its
+ * message), UNKNOWN otherwise. Clusters that no longer serve
+ * componentstatuses (deprecated since 1.19) answer 404; from then on the
+ * term reports `GET /readyz?verbose` instead: one check per `[+]name` /
+ * `[-]name` line, tagged `check:<name>` (OK / CRITICAL), and the overall
+ * answer tagged `component:apiserver` (OK on 200, CRITICAL otherwise), the
+ * tag the Agent gives its own readyz-based result.
+ *
+ * When the API cannot be read (403, 5xx, timeout, no connection) the run
+ * reports a single UNKNOWN check carrying the reason, with no component
+ * tag, and the loop goes on. UNKNOWN, not CRITICAL: the Agent keeps
+ * CRITICAL for a component that says it is unhealthy, and on a failed read
+ * it reports no component state at all (a check warning); a monitor should
+ * not page "control plane down" because kevents lacks a permission or one
+ * request failed.
+ *
+ * @module
+ */
+
+import type { V1ComponentStatus } from "@kubernetes/client-node";
+import { getLogger } from "@logtape/logtape";
+import { type Clock, systemClock } from "./clock.ts";
+import { ForbiddenError, KubeApiError, NotFoundError } from "./errors.ts";
+import { COMPONENT_STATUSES, type KubeClient, type TextAnswer } from "./kube_client.ts";
+import { isServiceCheckSink, type ServiceCheck, type ServiceCheckSink } from "./sinks/sink.ts";
+
+/** The service check's name, as the Agent sends it. */
+export const CONTROL_PLANE_CHECK = "kube_apiserver_controlplane.up";
+
+/** Service check statuses. */
+export const CHECK_STATUS = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
+
+/** The default interval between runs, in ms: the Agent's default check interval. */
+export const DEFAULT_CONTROL_PLANE_CHECK_INTERVAL_MS = 15_000;
+
+/** Options for {@linkcode runControlPlaneCheck}. */
+export interface ControlPlaneCheckOptions {
+  client: KubeClient;
+  /** Where each run's checks go. */
+  sinks: readonly ServiceCheckSink[];
+  /** Time between the starts of two runs, in ms (default 15000). */
+  intervalMs?: number;
+  /** Bound of each API request, in ms (default: the client's). */
+  requestTimeoutMs?: number;
+  clock?: Clock;
+}
+
+const log = getLogger(["kevents", "control_plane_check"]);
+
+/** The sinks among `sinks` that take service checks (have `sendServiceChecks`), in order. */
+export function serviceCheckSinks<T extends object>(
+  sinks: readonly T[],
+): (T & ServiceCheckSink)[] {
+  return sinks.filter(isServiceCheckSink);
+}
+
+function check(
+  status: ServiceCheck["status"],
+  tags: string[],
+  timestamp: number,
+  message?: string,
+): ServiceCheck {
+  return {
+    check: CONTROL_PLANE_CHECK,
+    status,
+    tags,
+    ...(message === undefined || message === "" ? {} : { message }),
+    timestamp,
+  };
+}
+
+/**
+ * One check per component of a componentstatuses list, from its `Healthy`
+ * condition; a component without one is UNKNOWN. `timestamp` in seconds.
+ */
+export function componentStatusChecks(
+  items: readonly V1ComponentStatus[],
+  timestamp: number,
+): ServiceCheck[] {
+  const checks: ServiceCheck[] = [];
+  for (const item of items) {
+    const name = item.metadata?.name;
+    if (name === undefined || name === "") continue;
+    const tags = [`component:${name}`];
+    const healthy = item.conditions?.find((c) => c.type === "Healthy");
+    if (healthy === undefined) {
+      checks.push(check(CHECK_STATUS.UNKNOWN, tags, timestamp, "No Healthy condition"));
+    } else if (healthy.status === "True") {
+      checks.push(check(CHECK_STATUS.OK, tags, timestamp, healthy.message));
+    } else {
+      // The error says what is wrong; the message is often only a probe's output.
+      const status = healthy.status === "False" ? CHECK_STATUS.CRITICAL : CHECK_STATUS.UNKNOWN;
+      checks.push(check(status, tags, timestamp, healthy.error || healthy.message));
+    }
+  }
+  return checks;
+}
+
+const READYZ_LINE = /^\[([+-])\](\S+)(?: (.*))?$/;
+
+/**
+ * The checks of a `/readyz?verbose` answer: one per `[+]name ok` or
+ * `[-]name failed...` line (tag `check:<name>`), then the overall result
+ * (tag `component:apiserver`, OK only for a 200). Undefined when a failed
+ * answer lists no check (it is not the health endpoint speaking).
+ */
+export function readyzChecks(answer: TextAnswer, timestamp: number): ServiceCheck[] | undefined {
+  const checks: ServiceCheck[] = [];
+  const failed: string[] = [];
+  for (const line of answer.text.split("\n")) {
+    const m = READYZ_LINE.exec(line.trim());
+    if (m === null) continue;
+    const [, sign, name, rest] = m as unknown as [string, string, string, string | undefined];
+    const tags = [`check:${name}`];
+    if (sign === "+") {
+      checks.push(check(CHECK_STATUS.OK, tags, timestamp, rest === "ok" ? undefined : rest));
+    } else {
+      failed.push(name);
+      checks.push(check(CHECK_STATUS.CRITICAL, tags, timestamp, rest));
+    }
+  }
+  const ok = answer.code === 200;
+  if (!ok && checks.length === 0) return undefined;
+  const message = ok
+    ? undefined
+    : `readyz check failed${failed.length > 0 ? `: ${failed.join(", ")}` : ` (${answer.code})`}`;
+  checks.push(
+    check(
+      ok ? CHECK_STATUS.OK : CHECK_STATUS.CRITICAL,
+      ["component:apiserver"],
+      timestamp,
+      message,
+    ),
+  );
+  return checks;
+}
+
+/** `CODE Reason: message` for an API error, else the error's message. */
+function reasonOf(e: unknown): string {
+  if (e instanceof KubeApiError) {
+    const message = e.status?.message;
+    return `${e.code} ${e.reason}${message === undefined || message === "" ? "" : `: ${message}`}`;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** What one run found: the checks, and the problem that made it UNKNOWN if any. */
+interface RunResult {
+  checks: ServiceCheck[];
+  problem?: { message: string; hint: string };
+}
+
+/** Runs and their state over one term. */
+class ControlPlaneProbe {
+  #o: ControlPlaneCheckOptions;
+  #clock: Clock;
+  /** False once componentstatuses answered 404: the rest of the term reads /readyz. */
+  #componentStatuses = true;
+
+  constructor(o: ControlPlaneCheckOptions, clock: Clock) {
+    this.#o = o;
+    this.#clock = clock;
+  }
+
+  #now(): number {
+    return Math.floor(this.#clock.now() / 1000);
+  }
+
+  #unknown(what: string, error: unknown): RunResult {
+    const message = `Cannot ${what}: ${reasonOf(error)}`;
+    const hint = error instanceof ForbiddenError && what === "list componentstatuses"
+      ? ` (kevents needs the "list" verb on "componentstatuses" in the core API group)`
+      : "";
+    return {
+      checks: [check(CHECK_STATUS.UNKNOWN, [], this.#now(), message)],
+      problem: { message, hint },
+    };
+  }
+
+  /** One run; rejects only with the signal's reason. */
+  async run(signal: AbortSignal): Promise<RunResult> {
+    const { client, requestTimeoutMs } = this.#o;
+    if (this.#componentStatuses) {
+      try {
+        const page = await client.list<V1ComponentStatus>(COMPONENT_STATUSES, {
+          signal,
+          timeoutMs: requestTimeoutMs,
+        });
+        return { checks: componentStatusChecks(page.items, this.#now()) };
+      } catch (e) {
+        if (signal.aborted) throw signal.reason;
+        if (!(e instanceof NotFoundError)) return this.#unknown("list componentstatuses", e);
+        this.#componentStatuses = false;
+        log.info(
+          "The API server does not serve componentstatuses; reporting /readyz?verbose instead",
+        );
+      }
+    }
+    try {
+      const answer = await client.requestText("GET", "/readyz", {
+        query: { verbose: true },
+        // A failing readyz answers 500 with the list of checks.
+        acceptCodes: [500],
+        signal,
+        timeoutMs: requestTimeoutMs,
+      });
+      const checks = readyzChecks(answer, this.#now());
+      if (checks !== undefined) return { checks };
+      return this.#unknown(
+        "read /readyz?verbose",
+        new Error(`${answer.code} answer without checks: ${answer.text.slice(0, 200).trim()}`),
+      );
+    } catch (e) {
+      if (signal.aborted) throw signal.reason;
+      return this.#unknown("read /readyz?verbose", e);
+    }
+  }
+}
+
+/** Sends to every sink at once; a sink that fails is logged and the others still get the checks. */
+async function deliver(
+  sinks: readonly ServiceCheckSink[],
+  checks: readonly ServiceCheck[],
+  signal: AbortSignal,
+): Promise<void> {
+  const results = await Promise.allSettled(sinks.map((s) => s.sendServiceChecks(checks, signal)));
+  if (signal.aborted) return;
+  results.forEach((r, i) => {
+    if (r.status === "rejected") {
+      const name = (sinks[i] as { name?: string }).name ?? String(i);
+      log.warn("Sink {sink} did not take the control-plane checks: {error}", {
+        sink: name,
+        error: String(r.reason),
+      });
+    }
+  });
+}
+
+/**
+ * Runs the control-plane check right away and then every `intervalMs`,
+ * sending each run's checks to every sink, until `signal` aborts. Never
+ * rejects: API and sink failures are reported and the loop goes on.
+ * Settles once the run in flight (if any) has stopped.
+ */
+export async function runControlPlaneCheck(
+  o: ControlPlaneCheckOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  const clock = o.clock ?? systemClock;
+  const intervalMs = o.intervalMs ?? DEFAULT_CONTROL_PLANE_CHECK_INTERVAL_MS;
+  const probe = new ControlPlaneProbe(o, clock);
+  // The last problem logged: the same one every interval is logged once.
+  let lastProblem: string | undefined;
+  while (!signal.aborted) {
+    const started = clock.now();
+    try {
+      const { checks, problem } = await probe.run(signal);
+      if (problem !== undefined && problem.message !== lastProblem) {
+        log.warn("Control-plane check: {problem}{hint}; reported as UNKNOWN", {
+          problem: problem.message,
+          hint: problem.hint,
+        });
+      } else if (problem === undefined && lastProblem !== undefined) {
+        log.info("Control-plane check: the API server answers again");
+      }
+      lastProblem = problem?.message;
+      await deliver(o.sinks, checks, signal);
+    } catch (e) {
+      if (signal.aborted) return;
+      // A bug, not an API failure: keep the leader's other work running.
+      log.error("Control-plane check failed: {error}", { error: String(e) });
+    }
+    try {
+      await clock.sleep(Math.max(0, intervalMs - (clock.now() - started)), signal);
+    } catch (e) {
+      if (signal.aborted) return;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,379 @@
+/**
+ * What the HTTP sinks (webhook, Datadog) share: one undici connection pool
+ * per sink with its TLS settings, POST requests with bounded retries, typed
+ * errors, and secrets kept out of every message.
+ *
+ * Why undici's Dispatcher API rather than Deno's fetch: Deno's fetch takes
+ * a custom CA and a client certificate (`Deno.createHttpClient`) but has no
+ * per-client way to skip certificate verification (only the process-wide
+ * `--unsafely-ignore-certificate-errors` flag), while an undici `Agent`
+ * takes all three as `connect` options and is the pool kevents already uses
+ * for the API server (see kube_config.ts). The Dispatcher API is used rather
+ * than undici's fetch because under Deno a fetch body whose connection
+ * breaks never errors (see kube_client.ts).
+ *
+ * Retries: a network error, a timeout, a 5xx or a 429 is retried within one
+ * call, with jittered exponential backoff or after the answer's
+ * `Retry-After` (seconds or an HTTP date), up to `maxAttempts` attempts and
+ * `maxRetryMs` of waiting; then the call rejects, and the pump retries the
+ * batch later. A `Retry-After` longer than what is left of the budget is
+ * remembered: the next call waits until then before its first attempt. Any
+ * other answer below 200 or from 300 up rejects at once.
+ *
+ * @module
+ */
+
+import { STATUS_CODES } from "node:http";
+import { getLogger } from "@logtape/logtape";
+import { Agent, type Dispatcher } from "undici";
+import { Backoff } from "../backoff.ts";
+import { type Clock, systemClock } from "../clock.ts";
+
+/** TLS settings of an HTTP sink's connection pool (PEM texts, not file names). */
+export interface HttpTlsOptions {
+  /** CA certificate(s) to trust instead of the system's roots. */
+  ca?: string;
+  /** Client certificate for mutual TLS; needs `key`. */
+  cert?: string;
+  /** Private key of `cert`. */
+  key?: string;
+  /** Accept any server certificate (insecure: for tests and self-signed endpoints). */
+  insecureSkipVerify?: boolean;
+}
+
+/** What happens to a batch a sink could not deliver within its attempts. */
+export type OnFailure = "retry" | "drop";
+
+/** Retry bounds of one call. */
+export interface RetryOptions {
+  /** Attempts per call, the first included (default 5). */
+  maxAttempts?: number;
+  /** Longest total wait between the attempts of one call, in ms (default 30000). */
+  maxRetryMs?: number;
+  /** First backoff wait, in ms (default 250; doubled after each failure). */
+  initialBackoffMs?: number;
+  /** Longest backoff wait, in ms (default 5000). */
+  maxBackoffMs?: number;
+}
+
+/** Options for {@linkcode HttpSender}. */
+export interface HttpSenderOptions {
+  /** Which sink sends, for messages: "Webhook", "Datadog". */
+  label: string;
+  tls?: HttpTlsOptions;
+  /** Texts that must never appear in an error message or a log line. */
+  secrets?: readonly string[];
+  /** Bound of each attempt, answer body included, in ms (default 10000). */
+  requestTimeoutMs?: number;
+  retry?: RetryOptions;
+  clock?: Clock;
+  random?: () => number;
+}
+
+/** A successful answer. */
+export interface HttpAnswer {
+  status: number;
+  /** The body as text (at most {@linkcode MAX_BODY_BYTES} bytes of it). */
+  body: string;
+}
+
+/** Options of {@linkcode HttpSinkError}. */
+export interface HttpSinkErrorOptions {
+  /** The HTTP status; undefined when no answer came (network error, timeout). */
+  status?: number;
+  /** The answer's body, truncated and with secrets redacted. */
+  body?: string;
+  /** Whether trying again may succeed (network errors, timeouts, 5xx, 429). */
+  retryable: boolean;
+  /** Attempts made in the call that failed. */
+  attempts?: number;
+  /** The wait the answer's Retry-After asked for, in ms. */
+  retryAfterMs?: number;
+  cause?: unknown;
+}
+
+/** A request an HTTP sink could not deliver. Its message names the status and the (truncated) body, never a secret. */
+export class HttpSinkError extends Error {
+  /** The HTTP status; undefined when no answer came. */
+  readonly status: number | undefined;
+  /** The answer's body, truncated and redacted ("" when none). */
+  readonly body: string;
+  /** Whether trying again may succeed. */
+  readonly retryable: boolean;
+  /** Attempts made in the failed call. */
+  attempts: number;
+  /** The wait the answer's Retry-After asked for, in ms. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options: HttpSinkErrorOptions) {
+    super(message, { cause: options.cause });
+    this.name = "HttpSinkError";
+    this.status = options.status;
+    this.body = options.body ?? "";
+    this.retryable = options.retryable;
+    this.attempts = options.attempts ?? 1;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** Bytes of an answer's body that are read; the rest is discarded. */
+export const MAX_BODY_BYTES = 64 * 1024;
+/** Characters of an answer's body that go into an error message. */
+export const MAX_BODY_IN_MESSAGE = 512;
+/** Longest Retry-After honoured, in ms: a larger value is taken as this. */
+export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
+
+const REDACTED = "[redacted]";
+
+/** Replaces every occurrence of each secret in `text` (secrets shorter than 4 characters are left alone: they would mangle ordinary words). */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (s.length >= 4) out = out.split(s).join(REDACTED);
+  }
+  return out;
+}
+
+/** Whether a header's value is a credential by its name (authorization, api keys, tokens, secrets, passwords, cookies). */
+export function isSecretHeader(name: string): boolean {
+  return /authorization|api[-_]?key|token|secret|passw|cookie/i.test(name);
+}
+
+/**
+ * Parses a Retry-After value: delay-seconds or an HTTP date, relative to
+ * `now` (ms since the epoch). Undefined when absent or unreadable; a date in
+ * the past is 0; capped at {@linkcode MAX_RETRY_AFTER_MS}.
+ */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000;
+  else {
+    // An HTTP date always names the weekday and the GMT zone; anything
+    // else Date.parse might accept (a bare year) is not one.
+    if (!/^[A-Za-z]{3},? .*GMT$/.test(text)) return undefined;
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - now;
+  }
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/** The URL as shown in messages: no user info, no query (either may hold a credential). */
+export function displayUrl(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+/** The undici connect options for `tls`. */
+export function connectOptions(tls: HttpTlsOptions = {}): Record<string, unknown> {
+  const connect: Record<string, unknown> = {};
+  if (tls.ca !== undefined) connect.ca = tls.ca;
+  if (tls.cert !== undefined) connect.cert = tls.cert;
+  if (tls.key !== undefined) connect.key = tls.key;
+  if (tls.insecureSkipVerify === true) connect.rejectUnauthorized = false;
+  return connect;
+}
+
+function describeNetworkError(e: unknown): string {
+  const err = e as {
+    code?: unknown;
+    message?: unknown;
+    cause?: { code?: unknown; message?: unknown };
+  };
+  const code = typeof err?.code === "string"
+    ? err.code
+    : typeof err?.cause?.code === "string"
+    ? err.cause.code
+    : undefined;
+  const message = typeof err?.cause?.message === "string" && err.cause.message !== ""
+    ? err.cause.message
+    : e instanceof Error
+    ? e.message
+    : String(e);
+  return code !== undefined && !message.includes(code) ? `${code} (${message})` : message;
+}
+
+async function readBody(body: Dispatcher.ResponseData["body"]): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    text += decoder.decode(chunk, { stream: true });
+    if (size >= MAX_BODY_BYTES) {
+      // Enough for a message; the connection is not worth keeping for the rest.
+      body.destroy();
+      return text;
+    }
+  }
+  return text + decoder.decode();
+}
+
+function header(headers: Dispatcher.ResponseData["headers"], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+const log = getLogger(["kevents", "sink"]);
+
+/** POSTs over one connection pool with bounded retries; see the module documentation. */
+export class HttpSender {
+  readonly #label: string;
+  readonly #agent: Agent;
+  readonly #secrets: readonly string[];
+  readonly #timeoutMs: number;
+  readonly #retry: Required<RetryOptions>;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  /** No attempt before this time (ms since the epoch): a Retry-After not waited out yet. */
+  #notBefore = 0;
+  #closed = false;
+
+  constructor(options: HttpSenderOptions) {
+    this.#label = options.label;
+    this.#secrets = options.secrets ?? [];
+    this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#retry = {
+      maxAttempts: options.retry?.maxAttempts ?? 5,
+      maxRetryMs: options.retry?.maxRetryMs ?? 30_000,
+      initialBackoffMs: options.retry?.initialBackoffMs ?? 250,
+      maxBackoffMs: options.retry?.maxBackoffMs ?? 5000,
+    };
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#agent = new Agent({
+      // HTTP/1.1 only, as for the API server: no GOAWAY handling to trust.
+      allowH2: false,
+      connect: connectOptions(options.tls),
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 30_000,
+    });
+  }
+
+  /** Removes the secrets from a text meant for a message or a log. */
+  redact(text: string): string {
+    return redact(text, this.#secrets);
+  }
+
+  /**
+   * POSTs `body` to `url` until an attempt is answered with a 2xx, retrying
+   * as the module documentation says. Rejects with {@linkcode HttpSinkError}
+   * (its `attempts` set), or with the signal's reason once it aborts.
+   */
+  async post(
+    url: URL,
+    body: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ): Promise<HttpAnswer> {
+    signal.throwIfAborted();
+    if (this.#closed) {
+      throw new Error(`Cannot send to ${displayUrl(url)}: the ${this.#label} sink is closed`);
+    }
+    const backoff = new Backoff({
+      clock: this.#clock,
+      random: this.#random,
+      initialMs: this.#retry.initialBackoffMs,
+      maxMs: this.#retry.maxBackoffMs,
+      jitter: 0.5,
+    });
+    const pending = this.#notBefore - this.#clock.now();
+    if (pending > 0) await this.#clock.sleep(pending, signal);
+    let waited = 0;
+    for (let attempt = 1;; attempt++) {
+      let failure: HttpSinkError;
+      try {
+        return await this.#attempt(url, body, headers, signal);
+      } catch (e) {
+        if (signal.aborted) throw signal.reason;
+        if (!(e instanceof HttpSinkError)) throw e;
+        failure = e;
+      }
+      failure.attempts = attempt;
+      if (!failure.retryable || attempt >= this.#retry.maxAttempts) throw failure;
+      const wait = failure.retryAfterMs ?? backoff.next();
+      if (waited + wait > this.#retry.maxRetryMs) {
+        if (failure.retryAfterMs !== undefined) {
+          this.#notBefore = this.#clock.now() + failure.retryAfterMs;
+        }
+        throw failure;
+      }
+      waited += wait;
+      log.debug("{sink}: {error}; attempt {next} of {max} in {wait} ms", {
+        sink: this.#label,
+        error: failure.message,
+        next: attempt + 1,
+        max: this.#retry.maxAttempts,
+        wait: Math.round(wait),
+      });
+      await this.#clock.sleep(wait, signal);
+    }
+  }
+
+  async #attempt(
+    url: URL,
+    body: string,
+    headers: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ): Promise<HttpAnswer> {
+    const where = `${this.#label} POST ${displayUrl(url)}`;
+    const controller = new AbortController();
+    const timeout = new HttpSinkError(`${where}: no answer within ${this.#timeoutMs} ms`, {
+      retryable: true,
+    });
+    const timer = setTimeout(() => controller.abort(timeout), this.#timeoutMs);
+    const onAbort = () => controller.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      let res: Dispatcher.ResponseData;
+      let text: string;
+      try {
+        res = await this.#agent.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: "POST",
+          headers: { ...headers },
+          body,
+          signal: controller.signal,
+        });
+        text = await readBody(res.body);
+      } catch (e) {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        throw new HttpSinkError(`${where}: ${this.redact(describeNetworkError(e))}`, {
+          retryable: true,
+          cause: e,
+        });
+      }
+      const status = res.statusCode;
+      if (status >= 200 && status < 300) return { status, body: text };
+      const shown = this.redact(text);
+      const truncated = shown.length > MAX_BODY_IN_MESSAGE
+        ? `${shown.slice(0, MAX_BODY_IN_MESSAGE)}... (${shown.length} characters)`
+        : shown;
+      const reason = STATUS_CODES[status] ?? "";
+      throw new HttpSinkError(
+        `${where} answered ${status}${reason === "" ? "" : ` ${reason}`}` +
+          (truncated.trim() === "" ? "" : `: ${truncated.trim()}`),
+        {
+          status,
+          body: truncated,
+          retryable: status === 429 || status >= 500,
+          retryAfterMs: status === 429 || status >= 500
+            ? parseRetryAfter(header(res.headers, "retry-after"), this.#clock.now())
+            : undefined,
+        },
+      );
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Closes the pool; later posts reject. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#agent.destroy();
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * The Datadog sink: Kubernetes events as Datadog events through the Events
+ * API v1 (`POST <base>/api/v1/events`, header `DD-API-KEY`, one event per
+ * request), and service checks through the check-run API
+ * (`POST <base>/api/v1/check_run`). The base is `dd_url` when set, else
+ * `https://api.<site>` (site default `datadoghq.com`).
+ *
+ * The events look like the ones the Datadog Agent's kubernetes_apiserver
+ * check sends. By default a batch becomes one Datadog event per involved
+ * object and event type ("bundled"): title "Events from the Pod ns/name",
+ * markdown text listing "<count> **<reason>**: <message>" for each distinct
+ * reason and message, the reporting component and the time span, the
+ * aggregation key `kubernetes_apiserver:<involved object uid>`, alert type
+ * warning for Warning events (else info), source type `kubernetes`,
+ * `date_happened` the latest occurrence in seconds, the host the node's name
+ * for Pod events (`source.host`) and Node events (the Node's name), and the
+ * tags `kube_kind`, `kube_name`, `kube_namespace`, `source_component`,
+ * `orchestrator:kubernetes`, `reporting_controller` and one `event_reason`
+ * per reason. Text over {@linkcode MAX_TEXT_LENGTH} characters is split
+ * across several events of the same object. With `unbundleEvents` each
+ * Kubernetes event becomes its own Datadog event ("Pod ns/name: Reason",
+ * the message as text). Events without a kind, name, reason or message are
+ * not sent, as in the Agent.
+ *
+ * Counts. Kubernetes repeats an event by bumping `count` on the same
+ * object (a MODIFIED change). The Agent adds up `count` each time it sees an
+ * event, so an event seen at count 1 and then at count 3 is reported as 4
+ * occurrences. kevents reports the increase since the last time it saw the
+ * event (1, then 2): it keeps the last count per event uid in a bounded map
+ * (least recently seen forgotten first), updated only once a batch is
+ * accepted, so a retried batch reports the same numbers. A change that does
+ * not raise the count (a replay, a label update) reports nothing. The first
+ * sight of an event reports its whole count, as the Agent does: after a
+ * restart, a leader handover or an eviction from the map, the next change of
+ * an event seen before reports everything it counted so far once more (an
+ * over-count bounded by one per event and restart; never an under-count).
+ *
+ * A batch posted partly before a failure resumes where it stopped when the
+ * pump sends the same batch again, so its first events are not posted twice.
+ * 403 (or 401) means the API key is bad; the error says so without the key.
+ *
+ * @module
+ */
+
+import type { CoreV1Event } from "@kubernetes/client-node";
+import { getLogger } from "@logtape/logtape";
+import type { Clock } from "../clock.ts";
+import { eventTime } from "../pump.ts";
+import {
+  displayUrl,
+  HttpSender,
+  HttpSinkError,
+  type HttpTlsOptions,
+  type OnFailure,
+} from "./_http.ts";
+import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
+
+/** The default Datadog site. */
+export const DEFAULT_SITE = "datadoghq.com";
+/** Longest text of a bundled event; the Events API keeps 4000 characters, the Agent aims below 3750. */
+export const MAX_TEXT_LENGTH = 3750;
+/** Events whose last count is remembered by default. */
+export const DEFAULT_COUNT_CACHE_SIZE = 20_000;
+
+/** An event as the Events API v1 takes it. */
+export interface DatadogEvent {
+  title: string;
+  text: string;
+  /** Seconds since the epoch. */
+  "date_happened": number;
+  priority: "normal";
+  host?: string;
+  tags: string[];
+  "alert_type": "info" | "warning";
+  "aggregation_key": string;
+  "source_type_name": string;
+}
+
+/** Options for {@linkcode DatadogSink}. */
+export interface DatadogSinkOptions {
+  /** The API key (`api_key` / `DD_API_KEY`). */
+  apiKey: string;
+  /** The Datadog site (`site` / `DD_SITE`, default {@linkcode DEFAULT_SITE}). */
+  site?: string;
+  /** Base URL overriding `https://api.<site>` (`dd_url` / `DD_DD_URL`). */
+  url?: string;
+  /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
+  unbundleEvents?: boolean;
+  /** TLS settings (PEM texts), for a proxy or a test receiver. */
+  tls?: HttpTlsOptions;
+  /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
+  onFailure?: OnFailure;
+  /** Attempts per request before a send fails (default 5). */
+  maxAttempts?: number;
+  /** Longest total wait between the attempts of one request, in ms (default 30000). */
+  maxRetryMs?: number;
+  /** First backoff wait, in ms (default 250). */
+  initialBackoffMs?: number;
+  /** Bound of each attempt, in ms (default 10000). */
+  requestTimeoutMs?: number;
+  /** Events whose last count is remembered (default {@linkcode DEFAULT_COUNT_CACHE_SIZE}). */
+  countCacheSize?: number;
+  /** User-Agent header (default "kevents"). */
+  userAgent?: string;
+  clock?: Clock;
+  random?: () => number;
+}
+
+/** The last count seen per event uid, forgetting the least recently seen beyond a capacity. */
+export class OccurrenceCounts {
+  readonly #capacity: number;
+  readonly #counts = new Map<string, number>();
+
+  constructor(capacity: number = DEFAULT_COUNT_CACHE_SIZE) {
+    if (!(Number.isInteger(capacity) && capacity > 0)) {
+      throw new RangeError(`Cannot create a count map: capacity ${capacity} must be positive`);
+    }
+    this.#capacity = capacity;
+  }
+
+  /** Events remembered. */
+  get size(): number {
+    return this.#counts.size;
+  }
+
+  /** The last count seen for `uid`, if remembered. */
+  get(uid: string): number | undefined {
+    return this.#counts.get(uid);
+  }
+
+  /** Remembers `count` for `uid` as the most recently seen. */
+  set(uid: string, count: number): void {
+    this.#counts.delete(uid);
+    this.#counts.set(uid, count);
+    while (this.#counts.size > this.#capacity) {
+      this.#counts.delete(this.#counts.keys().next().value!);
+    }
+  }
+}
+
+/** A Kubernetes event and the occurrences it adds. */
+export interface Occurrence {
+  event: CoreV1Event;
+  /** Occurrences since the event was last seen (its whole count at first sight). */
+  increase: number;
+}
+
+/** How many times an event happened: `count`, else `series.count`, at least 1. */
+export function occurrencesOf(e: CoreV1Event): number {
+  const count = e.count ?? 0;
+  if (count > 0) return count;
+  const series = e.series?.count ?? 0;
+  return series > 0 ? series : 1;
+}
+
+/**
+ * The increase each record brings against `counts`, and the counts to
+ * remember once the batch is accepted (`counts` itself is not changed).
+ */
+export function countIncreases(
+  batch: readonly EventRecord[],
+  counts: OccurrenceCounts,
+): { occurrences: Occurrence[]; updates: Map<string, number> } {
+  const updates = new Map<string, number>();
+  const occurrences = batch.map((r): Occurrence => {
+    const n = occurrencesOf(r.event);
+    const uid = r.event.metadata?.uid;
+    if (uid === undefined || uid === "") return { event: r.event, increase: n };
+    const previous = updates.get(uid) ?? counts.get(uid);
+    // A count below the one seen is an older version (a replay): nothing new.
+    updates.set(uid, Math.max(previous ?? 0, n));
+    return { event: r.event, increase: previous === undefined ? n : Math.max(0, n - previous) };
+  });
+  return { occurrences, updates };
+}
+
+function seconds(time: string | undefined, fallback: number): number {
+  const ms = Date.parse(time ?? "");
+  return Number.isNaN(ms) ? fallback : Math.floor(ms / 1000);
+}
+
+function asText(t: unknown): string | undefined {
+  if (t === undefined || t === null) return undefined;
+  return t instanceof Date ? t.toISOString() : String(t);
+}
+
+/** Go's time.Time String() in UTC, which the Agent's bundle text shows. */
+function goTime(secondsSinceEpoch: number): string {
+  const iso = new Date(secondsSinceEpoch * 1000).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} +0000 UTC`;
+}
+
+function readableKey(e: CoreV1Event): string {
+  const o = e.involvedObject;
+  return o.namespace ? `${o.kind} ${o.namespace}/${o.name}` : `${o.kind} ${o.name}`;
+}
+
+function hostOf(e: CoreV1Event): string | undefined {
+  const o = e.involvedObject;
+  if (o.kind === "Pod") return e.source?.host || undefined;
+  // A Node's events do not always carry source.host; the Node's name is the host.
+  if (o.kind === "Node") return o.name || e.source?.host || undefined;
+  return undefined;
+}
+
+function aggregationKey(e: CoreV1Event): string {
+  const o = e.involvedObject;
+  return `kubernetes_apiserver:${o.uid || `${o.kind}/${o.namespace ?? ""}/${o.name}`}`.slice(
+    0,
+    100,
+  );
+}
+
+function objectTags(e: CoreV1Event): string[] {
+  const o = e.involvedObject;
+  const tags = [`kube_kind:${o.kind}`, `kube_name:${o.name}`];
+  if (o.namespace) tags.push(`kube_namespace:${o.namespace}`);
+  tags.push(`source_component:${e.source?.component ?? ""}`, "orchestrator:kubernetes");
+  if (e.reportingComponent) tags.push(`reporting_controller:${e.reportingComponent}`);
+  return tags;
+}
+
+function reportable(e: CoreV1Event): boolean {
+  const o = e.involvedObject;
+  return Boolean(o?.kind && o?.name && e.reason && e.message);
+}
+
+/** The Datadog event of one Kubernetes event (unbundled). */
+function unbundledEvent(e: CoreV1Event, now: number): DatadogEvent {
+  const tags = [...objectTags(e), `event_reason:${e.reason}`];
+  const host = hostOf(e);
+  return {
+    title: `${readableKey(e)}: ${e.reason}`,
+    text: e.message!.slice(0, 4000),
+    date_happened: seconds(eventTime(e), now),
+    priority: "normal",
+    ...(host === undefined ? {} : { host }),
+    tags: [...new Set(tags)].sort(),
+    alert_type: e.type === "Warning" ? "warning" : "info",
+    aggregation_key: aggregationKey(e),
+    source_type_name: "kubernetes",
+  };
+}
+
+/** Occurrences of one involved object and event type, for one Datadog event. */
+class Bundle {
+  readonly first: CoreV1Event;
+  /** Occurrences per "**reason**: message" line. */
+  readonly #counts = new Map<string, number>();
+  readonly #reasons = new Set<string>();
+  #since = Infinity;
+  #last = -Infinity;
+
+  constructor(first: CoreV1Event) {
+    this.first = first;
+  }
+
+  /** Adds the occurrences if the text stays within the limit; false when it would not. */
+  add(e: CoreV1Event, increase: number, now: number): boolean {
+    let line = `**${e.reason}**: ${e.message}\n`;
+    if (!this.#counts.has(line)) {
+      const grown = new Map(this.#counts).set(line, increase);
+      const excess = this.#text(grown, this.#last, this.#since).length - MAX_TEXT_LENGTH;
+      if (excess > 0) {
+        if (this.#counts.size > 0) return false;
+        // Alone and still too long: the message is cut.
+        line = `**${e.reason}**: ${e.message!.slice(0, -excess - 4)}...\n`;
+      }
+    }
+    this.#counts.set(line, (this.#counts.get(line) ?? 0) + increase);
+    this.#reasons.add(e.reason!);
+    const last = seconds(eventTime(e), now);
+    const since = seconds(asText(e.firstTimestamp) ?? eventTime(e), last);
+    this.#last = Math.max(this.#last, last);
+    this.#since = Math.min(this.#since, since);
+    return true;
+  }
+
+  #text(counts: Map<string, number>, last: number, since: number): string {
+    const lines = [...counts.keys()].sort().map((line) => `${counts.get(line)} ${line}`);
+    const at = (s: number) => goTime(Number.isFinite(s) ? s : 0);
+    // "~" would strike the markdown through.
+    return `%%% \n${lines.join(" ")} \n _Events emitted by the ${
+      this.first.source?.component ?? ""
+    } seen at ${at(last)} since ${at(since)}_ \n\n %%%`.replaceAll("~", "\\~");
+  }
+
+  toEvent(): DatadogEvent {
+    const e = this.first;
+    const host = hostOf(e);
+    const tags = [...objectTags(e), ...[...this.#reasons].map((r) => `event_reason:${r}`)];
+    return {
+      title: `Events from the ${readableKey(e)}`,
+      text: this.#text(this.#counts, this.#last, this.#since),
+      date_happened: this.#last,
+      priority: "normal",
+      ...(host === undefined ? {} : { host }),
+      tags: [...new Set(tags)].sort(),
+      alert_type: e.type === "Warning" ? "warning" : "info",
+      aggregation_key: aggregationKey(e),
+      source_type_name: "kubernetes",
+    };
+  }
+}
+
+/**
+ * The Datadog events for a batch's occurrences: bundled per involved object
+ * and event type (in order of first appearance), or one per Kubernetes
+ * event with `unbundle`. Occurrences that add nothing, and events without a
+ * kind, name, reason or message, are left out. `now` (seconds) stands in for
+ * a missing time.
+ */
+export function toDatadogEvents(
+  occurrences: readonly Occurrence[],
+  options: { unbundle?: boolean; now?: number } = {},
+): DatadogEvent[] {
+  const now = options.now ?? Math.floor(Date.now() / 1000);
+  const wanted = occurrences.filter((o) => o.increase > 0 && reportable(o.event));
+  if (options.unbundle === true) return wanted.map((o) => unbundledEvent(o.event, now));
+  const open = new Map<string, Bundle>();
+  const bundles: Bundle[] = [];
+  for (const { event: e, increase } of wanted) {
+    const o = e.involvedObject;
+    const id = JSON.stringify([o.kind, o.uid ?? "", o.namespace ?? "", o.name, e.type ?? ""]);
+    let bundle = open.get(id);
+    if (bundle === undefined || !bundle.add(e, increase, now)) {
+      bundle = new Bundle(e);
+      bundle.add(e, increase, now);
+      open.set(id, bundle);
+      bundles.push(bundle);
+    }
+  }
+  return bundles.map((b) => b.toEvent());
+}
+
+const log = getLogger(["kevents", "sink", "datadog"]);
+
+/** A batch being posted: what is left survives a failure so that a retry resumes. */
+interface Progress {
+  /** The keys of the batch's records. */
+  signature: string;
+  events: DatadogEvent[];
+  /** Events already accepted. */
+  sent: number;
+  updates: Map<string, number>;
+}
+
+/** Delivers events (and service checks) to Datadog. */
+export class DatadogSink implements Sink, ServiceCheckSink {
+  readonly name = "datadog";
+  /** Records dropped so far (only with `onFailure: "drop"`). */
+  dropped = 0;
+  readonly #base: string;
+  readonly #headers: Record<string, string>;
+  readonly #unbundle: boolean;
+  readonly #onFailure: OnFailure;
+  readonly #counts: OccurrenceCounts;
+  readonly #http: HttpSender;
+  readonly #clock: Clock | undefined;
+  #progress: Progress | undefined;
+
+  constructor(options: DatadogSinkOptions) {
+    const base = new URL(options.url ?? `https://api.${options.site ?? DEFAULT_SITE}`);
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new TypeError(
+        `Cannot create the Datadog sink: ${displayUrl(base)} is not an http(s) URL`,
+      );
+    }
+    this.#base = base.href.replace(/\/+$/, "");
+    this.#headers = {
+      "Content-Type": "application/json",
+      "DD-API-KEY": options.apiKey,
+      "User-Agent": options.userAgent ?? "kevents",
+    };
+    this.#unbundle = options.unbundleEvents ?? false;
+    this.#onFailure = options.onFailure ?? "retry";
+    this.#counts = new OccurrenceCounts(options.countCacheSize);
+    this.#clock = options.clock;
+    this.#http = new HttpSender({
+      label: "Datadog",
+      tls: options.tls,
+      secrets: [options.apiKey],
+      requestTimeoutMs: options.requestTimeoutMs,
+      retry: {
+        maxAttempts: options.maxAttempts,
+        maxRetryMs: options.maxRetryMs,
+        initialBackoffMs: options.initialBackoffMs,
+      },
+      clock: options.clock,
+      random: options.random,
+    });
+  }
+
+  /** The API's base URL: `dd_url`, else `https://api.<site>`. */
+  get baseUrl(): string {
+    return this.#base;
+  }
+
+  /** Posts the batch's Datadog events; resolves once all were accepted (or, with drop, given up). */
+  async send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    const signature = batch.map((r) => r.key).join("\n");
+    let progress = this.#progress;
+    if (progress?.signature !== signature) {
+      const { occurrences, updates } = countIncreases(batch, this.#counts);
+      const now = Math.floor((this.#clock?.now() ?? Date.now()) / 1000);
+      const events = toDatadogEvents(occurrences, { unbundle: this.#unbundle, now });
+      progress = { signature, events, sent: 0, updates };
+      this.#progress = progress;
+    }
+    const url = new URL(`${this.#base}/api/v1/events`);
+    try {
+      while (progress.sent < progress.events.length) {
+        const body = JSON.stringify(progress.events[progress.sent]);
+        await this.#post(url, body, signal);
+        progress.sent++;
+      }
+    } catch (e) {
+      if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
+      // The counts stay as they were: the next change of these events reports the dropped occurrences too.
+      this.#progress = undefined;
+      this.dropped += batch.length;
+      log.warn(
+        "Dropped {n} events after {attempts} attempts ({dropped} dropped so far): {error}",
+        { n: batch.length, attempts: e.attempts, dropped: this.dropped, error: e.message },
+      );
+      return;
+    }
+    for (const [uid, count] of progress.updates) this.#counts.set(uid, count);
+    this.#progress = undefined;
+  }
+
+  /** Posts service checks to the check-run API; resolves once accepted. Never drops. */
+  async sendServiceChecks(checks: readonly ServiceCheck[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (checks.length === 0) return;
+    const body = JSON.stringify(checks.map((c) => ({
+      check: c.check,
+      host_name: c.hostName ?? "",
+      status: c.status,
+      tags: c.tags,
+      timestamp: c.timestamp,
+      ...(c.message === undefined ? {} : { message: c.message }),
+    })));
+    await this.#post(new URL(`${this.#base}/api/v1/check_run`), body, signal);
+  }
+
+  async #post(url: URL, body: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.#http.post(url, body, this.#headers, signal);
+    } catch (e) {
+      if (e instanceof HttpSinkError && (e.status === 403 || e.status === 401)) {
+        throw new HttpSinkError(
+          `Datadog rejected the API key (${e.status} from ${displayUrl(url)}): ` +
+            "check api_key / DD_API_KEY",
+          { status: e.status, body: e.body, retryable: false, attempts: e.attempts, cause: e },
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** Closes the connection pool. */
+  close(): Promise<void> {
+    return this.#http.close();
+  }
+}
