@@ -125,6 +125,20 @@ export interface CheckpointConfig {
   idleIntervalMs: number;
 }
 
+/** The health and metrics endpoint (`kevents_health_*`). */
+export interface HealthConfig {
+  /** Address to bind (default `0.0.0.0`; `127.0.0.1` keeps it local). */
+  address: string;
+  /** Port (default 5555); 0 picks a free one, which is logged. */
+  port: number;
+  /**
+   * `/healthz` fails when the leader's watch has received nothing (no
+   * event, no bookmark, no successful reconnect) for this long (default
+   * 600000 ms, twice the watch's 300 s timeout).
+   */
+  watchStallLimitMs: number;
+}
+
 /** The resolved configuration kevents runs with. */
 export interface Config {
   /** Collect Kubernetes events (`collect_kubernetes_events`, or `KUBERNETES` set). */
@@ -164,6 +178,13 @@ export interface Config {
   webhook: WebhookConfig;
   /** The Datadog sink's settings. */
   datadog: DatadogConfig;
+  /** The health and metrics endpoint. */
+  health: HealthConfig;
+  /**
+   * Followers watch the lock object and try to take over as soon as it is
+   * released or expires, polling only as a fallback (default true).
+   */
+  followerWatch: boolean;
   /** Things main.ts should log at start (settings turned on, expert settings in use). */
   warnings: string[];
 }
@@ -211,6 +232,10 @@ export interface Settings {
   ddUnbundleEvents: boolean;
   datadogOnFailure: SinkOnFailure;
   datadogMaxAttempts: number;
+  healthAddress: string;
+  healthPort: number;
+  watchStallLimitSeconds: number;
+  followerWatch: boolean;
 }
 
 /** A value as a source gave it: text (environment, file scalar) or, from the file, a list of texts. */
@@ -331,6 +356,18 @@ function integerIn(min: number, max: number): (raw: RawValue) => number | undefi
     const n = Number(text);
     return n >= min && n <= max ? n : undefined;
   };
+}
+
+/** A host name or an IP address (v4, or v6 without brackets): what Deno.serve binds. */
+function bindAddress(raw: RawValue): string | undefined {
+  if (typeof raw !== "string") return undefined;
+  const text = raw.trim();
+  if (/^[0-9a-fA-F:.]+$/.test(text) && text.includes(":")) return text; // IPv6
+  if (text.length === 0 || text.length > 253) return undefined;
+  return /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/
+      .test(text)
+    ? text
+    : undefined;
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -968,6 +1005,44 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
   ...filterRows("namespaces", "namespace", ["includeNamespaces", "excludeNamespaces"]),
   ...filterRows("reasons", "reason", ["includeReasons", "excludeReasons"]),
   ...filterRows("kinds", "involved object's kind", ["includeKinds", "excludeKinds"]),
+  {
+    field: "healthAddress",
+    fileKey: "kevents_health_address",
+    envVar: "KEVENTS_HEALTH_ADDRESS",
+    parse: bindAddress,
+    default: "0.0.0.0",
+    rule: "must be an IP address or a host name (0.0.0.0 for every interface, 127.0.0.1 for " +
+      "this host only)",
+    description: "Address the health and metrics endpoint binds",
+  },
+  {
+    field: "healthPort",
+    fileKey: "kevents_health_port",
+    envVar: "KEVENTS_HEALTH_PORT",
+    parse: integerIn(0, 65535),
+    default: 5555,
+    rule: "must be an integer port from 0 to 65535 (0 picks a free port)",
+    description: "Port of the health and metrics endpoint (/healthz, /readyz, /metrics)",
+  },
+  {
+    field: "watchStallLimitSeconds",
+    fileKey: "kevents_watch_stall_limit_seconds",
+    envVar: "KEVENTS_WATCH_STALL_LIMIT_SECONDS",
+    parse: integerIn(10, 86_400),
+    default: 600,
+    rule: "must be an integer number of seconds from 10 to 86400",
+    description: "/healthz fails when the leader's watch received nothing for this long",
+  },
+  {
+    field: "followerWatch",
+    fileKey: "kevents_follower_watch",
+    envVar: "KEVENTS_FOLLOWER_WATCH",
+    parse: parseBool,
+    default: true,
+    rule: BOOL_RULE,
+    description: "Followers watch the lock instead of polling it every retry period " +
+      "(the poll stays as a fallback)",
+  },
 ];
 
 // ---- datadog.yaml ----------------------------------------------------------
@@ -1288,6 +1363,12 @@ export function parseConfig(input: ConfigInput): Config {
     queueCapacity: settings.queueCapacity,
     ...(eventFilters === undefined ? {} : { eventFilters }),
     ...sinkSettings,
+    health: {
+      address: settings.healthAddress,
+      port: settings.healthPort,
+      watchStallLimitMs: settings.watchStallLimitSeconds * 1000,
+    },
+    followerWatch: settings.followerWatch,
     warnings: warningList,
   };
 }

@@ -52,6 +52,8 @@ const DEFAULTS: Config = {
     onFailure: "retry",
     maxAttempts: 5,
   },
+  health: { address: "0.0.0.0", port: 5555, watchStallLimitMs: 600_000 },
+  followerWatch: true,
   warnings: [],
 };
 

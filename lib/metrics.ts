@@ -1,0 +1,292 @@
+/**
+ * kevents' Prometheus metrics, on `prom-client`'s registry and text format.
+ *
+ * Every part that does something worth counting takes an optional
+ * {@linkcode Metrics} in its options and calls one of its methods; the
+ * methods hide the label names, so a caller cannot invent a label and blow
+ * up the series count. Label values are bounded: event types collapse to
+ * Normal, Warning or other, API verbs and codes come from a fixed set.
+ *
+ * prom-client's default process metrics are not used: under Deno its event
+ * loop monitor reports NaN and 2^63 ns, and its heap gauge reports the
+ * reserved address space. The process gauges here read `Deno.memoryUsage()`.
+ *
+ * Nothing secret goes into a label: no URL query, header or token, only
+ * names kevents chose (sink names, verbs, reasons).
+ *
+ * @module
+ */
+
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Why a watch was restarted. */
+export type WatchRestartReason = "expired" | "stale" | "error" | "timeout" | "stalled";
+
+/** What became of one checkpoint write. */
+export type CheckpointResult = "written" | "fenced" | "failed";
+
+const PREFIX = "kevents_";
+
+/** Collapses a Kubernetes event type to a bounded label value. */
+export function eventTypeLabel(type: string | undefined): "Normal" | "Warning" | "other" {
+  return type === "Normal" || type === "Warning" ? type : "other";
+}
+
+const VERBS = new Set(["get", "list", "watch", "create", "update", "patch", "delete"]);
+
+/** Delivery latency buckets, in seconds: 5 ms to 10 minutes. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
+
+/** The metrics of one kevents process. */
+export class Metrics {
+  /** The registry `/metrics` renders. */
+  readonly registry: Registry = new Registry();
+
+  readonly #received: Counter<"type">;
+  readonly #delivered: Counter<"sink" | "type">;
+  readonly #filtered: Counter<"type">;
+  readonly #dropped: Counter<"sink" | "type">;
+  readonly #sinkErrors: Counter<"sink">;
+  readonly #sinkRetries: Counter<"sink">;
+  readonly #latency: Histogram<"sink">;
+  readonly #queueDepth: Gauge;
+  readonly #checkpointWrites: Counter<"result">;
+  readonly #watchRestarts: Counter<"reason">;
+  readonly #relists: Counter;
+  readonly #pages: Counter;
+  readonly #leader: Gauge;
+  readonly #terms: Counter;
+  readonly #transitions: Gauge;
+  readonly #apiRequests: Counter<"verb" | "code">;
+  readonly #lastWatchActivity: Gauge;
+  readonly #serviceChecks: Counter<"status">;
+  #queueDepthRead: () => number = () => 0;
+
+  constructor() {
+    const registers = [this.registry];
+    this.#received = new Counter({
+      name: `${PREFIX}events_received_total`,
+      help: "Events read from the API server (list or watch), by event type",
+      labelNames: ["type"],
+      registers,
+    });
+    this.#delivered = new Counter({
+      name: `${PREFIX}events_delivered_total`,
+      help: "Events a sink acknowledged, by sink and event type",
+      labelNames: ["sink", "type"],
+      registers,
+    });
+    this.#filtered = new Counter({
+      name: `${PREFIX}events_filtered_total`,
+      help: "Events left out by the include/exclude settings, by event type",
+      labelNames: ["type"],
+      registers,
+    });
+    this.#dropped = new Counter({
+      name: `${PREFIX}events_dropped_total`,
+      help: "Events a sink gave up on (only with its on_failure: drop), by sink and event type",
+      labelNames: ["sink", "type"],
+      registers,
+    });
+    this.#sinkErrors = new Counter({
+      name: `${PREFIX}sink_errors_total`,
+      help: "Batches a sink failed to take (the pump retries them), by sink",
+      labelNames: ["sink"],
+      registers,
+    });
+    this.#sinkRetries = new Counter({
+      name: `${PREFIX}sink_retries_total`,
+      help: "Requests a sink repeated after a network error, a 5xx or a 429, by sink",
+      labelNames: ["sink"],
+      registers,
+    });
+    this.#latency = new Histogram({
+      name: `${PREFIX}delivery_latency_seconds`,
+      help: "From the event's last timestamp to the sink's acknowledgement, by sink",
+      labelNames: ["sink"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const readDepth = () => this.#queueDepthRead();
+    this.#queueDepth = new Gauge({
+      name: `${PREFIX}queue_depth`,
+      help: "Changes buffered between the watch and the sinks",
+      registers,
+      collect() {
+        this.set(readDepth());
+      },
+    });
+    this.#checkpointWrites = new Counter({
+      name: `${PREFIX}checkpoint_writes_total`,
+      help: "Writes of the token ConfigMap: written, fenced (refused: another leader's term) " +
+        "or failed",
+      labelNames: ["result"],
+      registers,
+    });
+    this.#watchRestarts = new Counter({
+      name: `${PREFIX}watch_restarts_total`,
+      help: "Event watches restarted, by reason: expired (410), stale (closed at once), " +
+        "error, timeout (the server's timeoutSeconds), stalled (no byte for too long)",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#relists = new Counter({
+      name: `${PREFIX}relists_total`,
+      help: "Full lists of events (start without a token, or history gone)",
+      registers,
+    });
+    this.#pages = new Counter({
+      name: `${PREFIX}list_pages_total`,
+      help: "Pages of events read by lists",
+      registers,
+    });
+    this.#leader = new Gauge({
+      name: `${PREFIX}leader`,
+      help: "1 while this replica leads, else 0",
+      registers,
+    });
+    this.#terms = new Counter({
+      name: `${PREFIX}leader_terms_total`,
+      help: "Leadership terms this replica started",
+      registers,
+    });
+    this.#transitions = new Gauge({
+      name: `${PREFIX}leader_transitions`,
+      help: "The lock's leaderTransitions when this replica last took it",
+      registers,
+    });
+    this.#apiRequests = new Counter({
+      name: `${PREFIX}api_requests_total`,
+      help: "Requests to the Kubernetes API server, by verb and HTTP code " +
+        "(network and timeout when no answer came)",
+      labelNames: ["verb", "code"],
+      registers,
+    });
+    this.#lastWatchActivity = new Gauge({
+      name: `${PREFIX}watch_last_activity_timestamp_seconds`,
+      help: "When the leader's list or watch last received something (an event, a bookmark, " +
+        "an answer)",
+      registers,
+    });
+    this.#serviceChecks = new Counter({
+      name: `${PREFIX}service_checks_total`,
+      help: "Control-plane service checks emitted, by status (ok, warning, critical, unknown)",
+      labelNames: ["status"],
+      registers,
+    });
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    new Gauge({
+      name: "process_heap_used_bytes",
+      help: "V8 heap in use, in bytes",
+      registers,
+      collect() {
+        this.set(Deno.memoryUsage().heapUsed);
+      },
+    });
+    new Gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since the epoch, in seconds",
+      registers,
+    }).set(Math.round(Date.now() / 1000 - performance.now() / 1000));
+  }
+
+  /** Events read from the API server. */
+  received(type: string | undefined, n = 1): void {
+    this.#received.inc({ type: eventTypeLabel(type) }, n);
+  }
+
+  /** A sink acknowledged these events; `now` and the events' times give the latency. */
+  delivered(sink: string, events: readonly { type?: string; time?: string }[], now: number): void {
+    for (const e of events) {
+      this.#delivered.inc({ sink, type: eventTypeLabel(e.type) });
+      const at = e.time === undefined ? NaN : Date.parse(e.time);
+      if (!Number.isNaN(at)) this.#latency.observe({ sink }, Math.max(0, now - at) / 1000);
+    }
+  }
+
+  /** An event left out by the include/exclude settings. */
+  filtered(type: string | undefined): void {
+    this.#filtered.inc({ type: eventTypeLabel(type) });
+  }
+
+  /** A sink dropped these events. */
+  dropped(sink: string, types: readonly (string | undefined)[]): void {
+    for (const t of types) this.#dropped.inc({ sink, type: eventTypeLabel(t) });
+  }
+
+  /** A sink failed to take a batch. */
+  sinkError(sink: string): void {
+    this.#sinkErrors.inc({ sink });
+  }
+
+  /** A sink repeated a request. */
+  sinkRetry(sink: string): void {
+    this.#sinkRetries.inc({ sink });
+  }
+
+  /** Reads the queue depth when metrics are collected. */
+  watchQueue(depth: () => number): void {
+    this.#queueDepthRead = depth;
+  }
+
+  /** A checkpoint write ended. */
+  checkpointWrite(result: CheckpointResult): void {
+    this.#checkpointWrites.inc({ result });
+  }
+
+  /** A watch was restarted. */
+  watchRestart(reason: WatchRestartReason): void {
+    this.#watchRestarts.inc({ reason });
+  }
+
+  /** A full list started. */
+  relist(): void {
+    this.#relists.inc();
+  }
+
+  /** A page of a list was read. */
+  listPage(): void {
+    this.#pages.inc();
+  }
+
+  /** The list or watch received something at `now` (ms since the epoch). */
+  watchActivity(now: number): void {
+    this.#lastWatchActivity.set(now / 1000);
+  }
+
+  /** This replica started leading (with the lock's transition count) or stopped. */
+  leading(leading: boolean, transitions?: number): void {
+    this.#leader.set(leading ? 1 : 0);
+    if (leading) {
+      this.#terms.inc();
+      if (transitions !== undefined) this.#transitions.set(transitions);
+    }
+  }
+
+  /** An API request ended with `code` (an HTTP status, or "network"/"timeout"). */
+  apiRequest(verb: string, code: number | "network" | "timeout"): void {
+    this.#apiRequests.inc({ verb: VERBS.has(verb) ? verb : "other", code: String(code) });
+  }
+
+  /** A service check was emitted. */
+  serviceCheck(status: 0 | 1 | 2 | 3): void {
+    this.#serviceChecks.inc({ status: ["ok", "warning", "critical", "unknown"][status]! });
+  }
+
+  /** The Prometheus text exposition. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type of {@linkcode render}'s text. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
