@@ -12,6 +12,7 @@ import {
   type FakeApiServerCommand,
   parseCommandLine,
   type RunCommand,
+  type StatusCommand,
   USAGE,
   UsageError,
   VERSION,
@@ -28,9 +29,15 @@ import {
 import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
 import { KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "./lib/kube_config.ts";
-import { logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
+import { type HealthServer, startHealthServer } from "./lib/health_server.ts";
+import { Liveness } from "./lib/liveness.ts";
+import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
+import { Metrics } from "./lib/metrics.ts";
 import { createSinks } from "./lib/sinks/mod.ts";
+import { isSecretHeader } from "./lib/redact.ts";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Sink } from "./lib/sinks/sink.ts";
+import { formatStatus, readStatus, StatusReadError } from "./lib/status.ts";
 
 /** Resolves when SIGINT or SIGTERM arrives. */
 function shutdownSignal(): { promise: Promise<string>; dispose: () => void } {
@@ -132,6 +139,23 @@ function resolveConfig(cmd: RunCommand, env: Record<string, string>): Config {
   });
 }
 
+/** The configured credentials, which no log line may show. */
+function configSecrets(config: Config): string[] {
+  return [
+    config.datadog.apiKey,
+    config.webhook.bearerToken,
+    ...Object.entries(config.webhook.headers).filter(([name]) => isSecretHeader(name)).map((
+      [, value],
+    ) => value),
+  ].filter((s): s is string => s !== undefined);
+}
+
+/** The kubeconfig user's static credentials, which no log line may show. */
+function kubeConfigSecrets(kube: KubeConfig): string[] {
+  const user = kube.getCurrentUser();
+  return [user?.token, user?.password].filter((s): s is string => typeof s === "string");
+}
+
 function uniqueSuffix(): string {
   return [...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0"))
     .join("");
@@ -139,13 +163,24 @@ function uniqueSuffix(): string {
 
 async function runCollectorCommand(cmd: RunCommand): Promise<number> {
   const env = Deno.env.toObject();
-  await setupLogging({ level: logLevelFrom(env.DD_LOG_LEVEL) });
+  let level;
+  try {
+    level = logLevelFrom(env.DD_LOG_LEVEL);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`kevents: ${e.message}`);
+    return 2;
+  }
+  await setupLogging({ level });
   const log = getLogger(["kevents"]);
   let config: Config;
   let client: KubeClient;
   let sinks: Sink[];
+  const metrics = new Metrics();
+  const liveness = new Liveness();
   try {
     config = resolveConfig(cmd, env);
+    addLogSecrets(configSecrets(config));
     const kube = loadKubeConfig({
       path: cmd.kubeconfig,
       envKubeconfig: env.KUBECONFIG,
@@ -153,13 +188,15 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
       serviceHost: env.KUBERNETES_SERVICE_HOST,
       servicePort: env.KUBERNETES_SERVICE_PORT,
     });
+    addLogSecrets(kubeConfigSecrets(kube.config));
     for (const w of [...config.warnings, ...kube.warnings]) log.warn(w);
     client = new KubeClient(kube.config, {
       requestTimeoutMs: config.timings.requestTimeoutMs,
       userAgent: `kevents/${VERSION}`,
+      metrics,
     });
     log.info("Using {origin} ({server})", { origin: kube.origin, server: client.server });
-    sinks = createSinks(config, { userAgent: `kevents/${VERSION}` });
+    sinks = createSinks(config, { userAgent: `kevents/${VERSION}`, metrics });
   } catch (e) {
     if (e instanceof ConfigError || e instanceof KubeConfigError) {
       log.fatal(e.message);
@@ -168,6 +205,31 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
     }
     throw e;
   }
+  let started = false;
+  let health: HealthServer;
+  try {
+    health = await startHealthServer({
+      hostname: config.health.address,
+      port: config.health.port,
+      ready: () => started,
+      live: () => liveness.check(config.health.watchStallLimitMs),
+      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.render() }),
+    });
+  } catch (e) {
+    log.fatal(
+      "Cannot serve the health endpoint on {address} port {port} (kevents_health_address, " +
+        "kevents_health_port): {error}",
+      { address: config.health.address, port: config.health.port, error: String(e) },
+    );
+    await Promise.all(sinks.map((s) => s.close()));
+    await client.close();
+    await teardownLogging();
+    return 1;
+  }
+  log.info("Health and metrics on http://{address}:{port} (/healthz, /readyz, /metrics)", {
+    address: config.health.address,
+    port: health.port,
+  });
   const identity = `${env.POD_NAME || env.HOSTNAME || "kevents"}-${uniqueSuffix()}`;
   const root = new AbortController();
   const signal = shutdownSignal();
@@ -177,14 +239,56 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
   });
   try {
     log.info("Starting as {identity}", { identity });
-    await runCollector({ client, config, identity, sinks }, root.signal);
+    started = true;
+    await runCollector({ client, config, identity, sinks, metrics, liveness }, root.signal);
     return 0;
   } finally {
     signal.dispose();
+    await health.close();
     await Promise.all(sinks.map((s) => s.close()));
     await client.close();
     log.info("Stopped");
     await teardownLogging();
+  }
+}
+
+/** `kevents status`: settings resolved as for run, then read-only requests; never logs credentials. */
+async function runStatusCommand(cmd: StatusCommand): Promise<number> {
+  const env = Deno.env.toObject();
+  let config: Config;
+  let client: KubeClient;
+  try {
+    config = resolveConfig({ name: "run", config: cmd.config, kubeconfig: cmd.kubeconfig }, env);
+    const kube = loadKubeConfig({
+      path: cmd.kubeconfig,
+      envKubeconfig: env.KUBECONFIG,
+      home: env.HOME,
+      serviceHost: env.KUBERNETES_SERVICE_HOST,
+      servicePort: env.KUBERNETES_SERVICE_PORT,
+    });
+    for (const w of [...config.warnings, ...kube.warnings]) console.error(`kevents: warning: ${w}`);
+    client = new KubeClient(kube.config, {
+      requestTimeoutMs: config.timings.requestTimeoutMs,
+      userAgent: `kevents/${VERSION}`,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof KubeConfigError) {
+      console.error(`kevents: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  try {
+    console.log(formatStatus(await readStatus(client, config), cmd.output));
+    return 0;
+  } catch (e) {
+    if (e instanceof StatusReadError) {
+      console.error(`kevents: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    await client.close();
   }
 }
 
@@ -210,6 +314,8 @@ async function main(args: string[]): Promise<number> {
       return await runFakeApiServer(cmd);
     case "run":
       return await runCollectorCommand(cmd);
+    case "status":
+      return await runStatusCommand(cmd);
     case "demo": {
       // Warnings of the crashed replica would bury the timeline: only errors are logged.
       await setupLogging({ level: "error", json: false });

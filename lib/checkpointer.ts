@@ -19,6 +19,7 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { type Clock, systemClock } from "./clock.ts";
+import type { Metrics } from "./metrics.ts";
 import { AlreadyExistsError, ConflictError, ForbiddenError, NotFoundError } from "./errors.ts";
 import { CONFIGMAPS, type KubeClient } from "./kube_client.ts";
 
@@ -60,6 +61,8 @@ export interface CheckpointerOptions {
   clock?: Clock;
   /** Called once when a write was refused because a newer leader wrote. */
   onFenced?: () => void;
+  /** Counts writes: written, fenced (refused) or failed. */
+  metrics?: Pick<Metrics, "checkpointWrite">;
 }
 
 const log = getLogger(["kevents", "checkpoint"]);
@@ -268,7 +271,9 @@ export class Checkpointer {
       );
       this.#written = token;
       this.#writes++;
+      this.#o.metrics?.checkpointWrite("written");
     } catch (e) {
+      this.#o.metrics?.checkpointWrite(e instanceof ConflictError ? "fenced" : "failed");
       if (e instanceof ConflictError) {
         // A newer leader has stamped its term: this write must not land.
         this.#fenced = true;

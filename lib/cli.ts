@@ -39,6 +39,20 @@ export interface RunCommand {
   config?: string;
 }
 
+/** Output formats of `kevents status`. */
+export type StatusOutput = "text" | "json";
+
+/** Options of `kevents status`. */
+export interface StatusCommand {
+  name: "status";
+  /** `--kubeconfig`, as for run. */
+  kubeconfig?: string;
+  /** `--config`, as for run. */
+  config?: string;
+  /** `--output` / `-o`: an aligned table (default "text") or one JSON object. */
+  output: StatusOutput;
+}
+
 /** Options of `kevents demo`. */
 export interface DemoCommand {
   name: "demo";
@@ -51,6 +65,7 @@ export interface DemoCommand {
 /** A parsed command line. */
 export type Command =
   | RunCommand
+  | StatusCommand
   | DemoCommand
   | FakeApiServerCommand
   | { name: "version" }
@@ -71,6 +86,10 @@ Usage:
   kevents [run] [--kubeconfig PATH] [--config PATH]
                                      Collect events (the default command); settings come from
                                      datadog.yaml and DD_* environment variables
+  kevents status [--kubeconfig PATH] [--config PATH] [--output text|json]
+                                     Show who leads (lock holder, since when, transitions), the
+                                     checkpoint token (resourceVersion, age) and whether it lags;
+                                     settings resolved as for run
   kevents demo [--events-per-second N] [--seed N]
                                      Run three replicas against an embedded fake API server, hand
                                      leadership over, and report delivered events, duplicates, gaps
@@ -150,6 +169,38 @@ function parseRun(rest: readonly string[]): Command {
   return cmd;
 }
 
+function parseStatus(rest: readonly string[]): Command {
+  const cmd: StatusCommand = { name: "status", output: "text" };
+  for (let i = 0; i < rest.length; i++) {
+    const [flag, value, consumed] = flagOf(rest, i);
+    switch (flag) {
+      case "--help":
+      case "-h":
+        return { name: "help", topic: "status" };
+      case "--kubeconfig":
+        cmd.kubeconfig = path(flag, value());
+        break;
+      case "--config":
+        cmd.config = path(flag, value());
+        break;
+      case "--output":
+      case "-o": {
+        const v = value();
+        if (v === undefined) throw new UsageError(`Cannot parse ${flag}: a value is required`);
+        if (v !== "text" && v !== "json") {
+          throw new UsageError(`Cannot parse ${flag} "${v}": must be text or json`);
+        }
+        cmd.output = v;
+        break;
+      }
+      default:
+        throw new UsageError(`Unknown option "${rest[i]}" for status: run "kevents --help"`);
+    }
+    i += consumed();
+  }
+  return cmd;
+}
+
 function parseDemo(rest: readonly string[]): Command {
   const cmd: DemoCommand = { name: "demo", eventsPerSecond: 200, seed: 1 };
   for (let i = 0; i < rest.length; i++) {
@@ -185,6 +236,7 @@ export function parseCommandLine(args: readonly string[]): Command {
   if (first === undefined) return { name: "run" };
   if (first === "run") return parseRun(rest);
   if (first.startsWith("--")) return parseRun(args);
+  if (first === "status") return parseStatus(rest);
   if (first === "demo") return parseDemo(rest);
   if (first !== "fake-apiserver") {
     throw new UsageError(`Unknown command "${first}": run "kevents --help" for the list`);

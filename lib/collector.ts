@@ -21,6 +21,8 @@ import { runElector, type Term } from "./elector.ts";
 import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
 import type { KubeClient } from "./kube_client.ts";
 import { LeaseLock } from "./lease_lock.ts";
+import type { Liveness } from "./liveness.ts";
+import type { Metrics } from "./metrics.ts";
 import { runPump } from "./pump.ts";
 import type { EventRecord, Sink } from "./sinks/sink.ts";
 
@@ -32,8 +34,12 @@ export interface CollectorOptions {
   identity: string;
   sinks: readonly Sink[];
   clock?: Clock;
-  /** Observes the collector's lifecycle and deliveries (the demo, tests, metrics). */
+  /** Observes the collector's lifecycle and deliveries (the demo, tests). */
   observer?: CollectorObserver;
+  /** Counts what the collector does (`/metrics`). */
+  metrics?: Metrics;
+  /** Told when this replica leads and when its watch shows life (`/healthz`). */
+  liveness?: Liveness;
 }
 
 /** Hooks into what a collector does; every hook is optional. */
@@ -103,8 +109,11 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       intervalMs: o.config.controlPlaneCheckIntervalMs,
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
+      metrics: o.metrics,
     }, work.signal)
     : Promise.resolve();
+  o.metrics?.leading(true, term.transitions);
+  o.liveness?.leading(true);
   try {
     // Checked by parseConfig already: this cannot fail for a parsed Config.
     const filters = planEventFilters(o.config.eventFilters ?? NO_EVENT_FILTERS);
@@ -121,6 +130,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
       onFenced: () => work.abort(new Error("Checkpoint fenced by a newer leader")),
+      metrics: o.metrics,
     });
     let token;
     for (;;) {
@@ -164,6 +174,8 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         fieldSelector: filters.fieldSelector,
         filter: filters.filter,
         onFiltered: (event) => o.observer?.filtered?.(event),
+        metrics: o.metrics,
+        liveness: o.liveness,
       }, work.signal).catch(stopOnFailure),
       checkpointer.run(work.signal).catch(stopOnFailure),
     ]);
@@ -185,5 +197,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
     // However the term ended, the check stops before the lease may be released.
     work.abort(new Error("Term over"));
     await controlPlaneCheck;
+    o.metrics?.leading(false);
+    o.liveness?.leading(false);
   }
 }

@@ -25,6 +25,7 @@
  * @module
  */
 
+import type { Metrics } from "./metrics.ts";
 import type { V1ComponentStatus } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { type Clock, systemClock } from "./clock.ts";
@@ -51,6 +52,8 @@ export interface ControlPlaneCheckOptions {
   /** Bound of each API request, in ms (default: the client's). */
   requestTimeoutMs?: number;
   clock?: Clock;
+  /** Counts the checks emitted, by status. */
+  metrics?: Pick<Metrics, "serviceCheck">;
 }
 
 const log = getLogger(["kevents", "control_plane_check"]);
@@ -272,6 +275,7 @@ export async function runControlPlaneCheck(
         log.info("Control-plane check: the API server answers again");
       }
       lastProblem = problem?.message;
+      for (const c of checks) o.metrics?.serviceCheck(c.status);
       await deliver(o.sinks, checks, signal);
     } catch (e) {
       if (signal.aborted) return;

@@ -20,6 +20,7 @@ import {
   WatchStalledError,
 } from "./errors.ts";
 import type { PooledKubeConfig } from "./kube_config.ts";
+import type { Metrics } from "./metrics.ts";
 import { readWatchBatches, type WatchEvent } from "./watch_stream.ts";
 
 /** A resource kevents talks to. */
@@ -81,6 +82,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Overrides the client's request timeout. */
   timeoutMs?: number;
+  /** The Kubernetes verb, for metrics (default from the method: GET is get, POST create...). */
+  verb?: string;
 }
 
 /** Options of a request answered in text ({@linkcode KubeClient.requestText}). */
@@ -134,6 +137,8 @@ export interface WatchOptions {
   signal?: AbortSignal;
   /** Throw {@linkcode WatchStalledError} when no byte arrives for this long (default: never). */
   idleTimeoutMs?: number;
+  /** Called once the server accepted the watch (a 2xx with a JSON stream), before any event. */
+  onOpen?: () => void;
 }
 
 /** Options for {@linkcode KubeClient}. */
@@ -142,6 +147,24 @@ export interface KubeClientOptions {
   requestTimeoutMs?: number;
   /** User-Agent header (default "kevents"). */
   userAgent?: string;
+  /** Counts every request by verb and answer code. */
+  metrics?: Pick<Metrics, "apiRequest">;
+}
+
+const VERB_OF_METHOD: Readonly<Record<string, string>> = {
+  GET: "get",
+  POST: "create",
+  PUT: "update",
+  PATCH: "patch",
+  DELETE: "delete",
+};
+
+/** The metrics code of a failed request: its HTTP status, or why there was none. */
+function failureCode(e: unknown): number | "network" | "timeout" | undefined {
+  if (e instanceof KubeApiError) return e.code;
+  if (e instanceof KubeTimeoutError) return "timeout";
+  if (e instanceof KubeNetworkError) return "network";
+  return undefined; // Aborted by the caller: not the server's doing.
 }
 
 function describe(e: unknown): string {
@@ -212,6 +235,7 @@ export class KubeClient {
   #server: string;
   #timeoutMs: number;
   #userAgent: string;
+  #metrics: Pick<Metrics, "apiRequest"> | undefined;
 
   constructor(config: PooledKubeConfig, options: KubeClientOptions = {}) {
     this.config = config;
@@ -222,6 +246,15 @@ export class KubeClient {
     this.#server = server.replace(/\/$/, "");
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.#userAgent = options.userAgent ?? "kevents";
+    this.#metrics = options.metrics;
+  }
+
+  #count(verb: string, outcome: number | unknown): void {
+    if (this.#metrics === undefined) return;
+    const code = typeof outcome === "number" || outcome === "network" || outcome === "timeout"
+      ? outcome
+      : failureCode(outcome);
+    if (code !== undefined) this.#metrics.apiRequest(verb, code);
   }
 
   /** The API server's base URL. */
@@ -294,6 +327,23 @@ export class KubeClient {
 
   /** One request with its timeout and abort; error answers not in `acceptCodes` reject typed. */
   async #exchange(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    acceptCodes: readonly number[],
+  ): Promise<{ code: number; text: string; request: RequestDescription }> {
+    const verb = options.verb ?? VERB_OF_METHOD[method] ?? method.toLowerCase();
+    try {
+      const answer = await this.#exchangeOnce(method, path, options, acceptCodes);
+      this.#count(verb, answer.code);
+      return answer;
+    } catch (e) {
+      this.#count(verb, e);
+      throw e;
+    }
+  }
+
+  async #exchangeOnce(
     method: string,
     path: string,
     options: RequestOptions,
@@ -405,6 +455,7 @@ export class KubeClient {
       },
       signal: o.signal,
       timeoutMs: o.timeoutMs,
+      verb: "list",
     });
     const token = list.metadata?.continue;
     return {
@@ -467,9 +518,14 @@ export class KubeClient {
           signal: controller.signal,
         });
       } catch (e) {
-        if (controller.signal.aborted) throw controller.signal.reason;
+        if (controller.signal.aborted) {
+          this.#count("watch", controller.signal.reason);
+          throw controller.signal.reason;
+        }
+        this.#count("watch", "network");
         throw new KubeNetworkError(`GET ${request.path}: ${describe(e)}`, { cause: e, request });
       }
+      this.#count("watch", res.statusCode);
       const raw = ReadableStream.from(res.body as AsyncIterable<Uint8Array>);
       const header = (name: string): string | null => {
         const value = res.headers[name];
@@ -487,6 +543,7 @@ export class KubeClient {
         );
       }
       arm();
+      o.onOpen?.();
       const body = abortableBody(raw, controller.signal, arm);
       try {
         yield* readWatchBatches<T>(body);

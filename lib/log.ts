@@ -12,9 +12,31 @@ import {
   getStreamSink,
   getTextFormatter,
   type LogLevel,
-  parseLogLevel,
+  type LogRecord,
   reset,
+  type TextFormatter,
 } from "@logtape/logtape";
+import { ConfigError } from "./config.ts";
+import { redact } from "./redact.ts";
+
+/** Credentials no log line may show (see {@linkcode addLogSecrets}). */
+const secrets: string[] = [];
+
+/**
+ * Adds credentials (API keys, tokens, passwords) that every log line
+ * written from now on shows as "[redacted]", whatever logged them.
+ */
+export function addLogSecrets(values: readonly string[]): void {
+  for (const v of values) if (v.length >= 4 && !secrets.includes(v)) secrets.push(v);
+}
+
+/** Wraps a formatter so that its output never holds a registered secret. */
+function redacting(format: TextFormatter): TextFormatter {
+  return (record: LogRecord) => {
+    const line = format(record);
+    return secrets.length === 0 ? line : redact(line, secrets);
+  };
+}
 
 /** Options for {@linkcode setupLogging}. */
 export interface LogOptions {
@@ -22,14 +44,39 @@ export interface LogOptions {
   level?: LogLevel;
   /** Write JSON lines (default: when stderr is not a terminal). */
   json?: boolean;
+  /** Where lines go (default stderr). */
+  writable?: WritableStream<Uint8Array>;
 }
 
-/** Parses a DD_LOG_LEVEL value (Datadog's names included: warn, trace, critical, off). */
+const LOG_LEVEL_ALIASES: Readonly<Record<string, LogLevel>> = {
+  trace: "trace",
+  debug: "debug",
+  info: "info",
+  warn: "warning",
+  warning: "warning",
+  error: "error",
+  critical: "fatal",
+  fatal: "fatal",
+  off: "fatal",
+};
+
+/**
+ * Parses a DD_LOG_LEVEL value (Datadog's names: trace, debug, info, warn,
+ * error, critical, off; and warning, fatal), in any case; undefined when
+ * unset. Throws ConfigError naming the variable for anything else.
+ */
 export function logLevelFrom(text: string | undefined): LogLevel | undefined {
   if (text === undefined || text.trim() === "") return undefined;
-  const t = text.trim().toLowerCase();
-  const alias: Record<string, LogLevel> = { warn: "warning", critical: "fatal", off: "fatal" };
-  return alias[t] ?? parseLogLevel(t);
+  const level = LOG_LEVEL_ALIASES[text.trim().toLowerCase()];
+  if (level === undefined) {
+    throw new ConfigError({
+      key: "log_level",
+      source: "DD_LOG_LEVEL",
+      value: text,
+      rule: `must be one of ${Object.keys(LOG_LEVEL_ALIASES).join(", ")} (in any case)`,
+    });
+  }
+  return level;
 }
 
 /** Configures logging for the process. */
@@ -38,8 +85,8 @@ export async function setupLogging(options: LogOptions = {}): Promise<void> {
   await configure({
     reset: true,
     sinks: {
-      stderr: getStreamSink(Deno.stderr.writable, {
-        formatter: json ? getJsonLinesFormatter() : getTextFormatter(),
+      stderr: getStreamSink(options.writable ?? Deno.stderr.writable, {
+        formatter: redacting(json ? getJsonLinesFormatter() : getTextFormatter()),
       }),
     },
     loggers: [

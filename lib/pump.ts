@@ -30,8 +30,10 @@ import { getLogger } from "@logtape/logtape";
 import { Backoff } from "./backoff.ts";
 import type { Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { GoneError } from "./errors.ts";
+import { GoneError, WatchStalledError } from "./errors.ts";
 import { EVENTS, type KubeClient } from "./kube_client.ts";
+import type { Liveness } from "./liveness.ts";
+import type { Metrics } from "./metrics.ts";
 import type { EventRecord, Sink } from "./sinks/sink.ts";
 
 /** Options for {@linkcode runPump}. */
@@ -67,6 +69,10 @@ export interface PumpOptions {
   filter?: (event: CoreV1Event) => boolean;
   /** Told of each event `filter` rejected (tests, metrics). */
   onFiltered?: (event: CoreV1Event) => void;
+  /** Counts what the pump reads, filters, delivers and restarts. */
+  metrics?: Metrics;
+  /** Told of every sign of life of the list and watch, for `/healthz`. */
+  liveness?: Pick<Liveness, "activity" | "waitingOnSinks">;
 }
 
 interface Item {
@@ -130,6 +136,10 @@ class BoundedQueue<T> {
     return this.#items.length - this.#head;
   }
 
+  get full(): boolean {
+    return this.size >= this.#capacity;
+  }
+
   async push(item: T, signal: AbortSignal): Promise<void> {
     while (this.size >= this.#capacity) {
       signal.throwIfAborted();
@@ -185,6 +195,7 @@ function recordOf(type: "ADDED" | "MODIFIED", event: CoreV1Event): EventRecord {
  */
 export async function runPump(options: PumpOptions, signal: AbortSignal): Promise<void> {
   const queue = new BoundedQueue<Item>(options.queueCapacity ?? 1000);
+  options.metrics?.watchQueue(() => queue.size);
   // The reader and the deliverer stop together: when either fails, both stop.
   const inner = new AbortController();
   const onStop = () => inner.abort(signal.reason);
@@ -205,6 +216,7 @@ export async function runPump(options: PumpOptions, signal: AbortSignal): Promis
     }
   } finally {
     signal.removeEventListener("abort", onStop);
+    options.metrics?.watchQueue(() => 0);
   }
 }
 
@@ -236,7 +248,7 @@ async function deliverLoop(
       else signal.addEventListener("abort", onAbort, { once: true });
       try {
         await Promise.all(
-          o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff)),
+          o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff, o)),
         );
       } catch (e) {
         if (hard.signal.aborted) return; // Not acknowledged: the next leader delivers it again.
@@ -258,13 +270,24 @@ async function sendWithRetry(
   records: readonly EventRecord[],
   signal: AbortSignal,
   backoff: Backoff,
+  o: PumpOptions,
 ): Promise<void> {
   for (;;) {
     try {
+      const droppedBefore = sink.dropped ?? 0;
       await sink.send(records, signal);
+      if (o.metrics !== undefined) {
+        if ((sink.dropped ?? 0) > droppedBefore) {
+          o.metrics.dropped(sink.name, records.map((r) => r.event.type));
+        } else {
+          const times = records.map((r) => ({ type: r.event.type, time: eventTime(r.event) }));
+          o.metrics.delivered(sink.name, times, (o.clock ?? systemClock).now());
+        }
+      }
       return;
     } catch (e) {
       if (signal.aborted) throw e;
+      o.metrics?.sinkError(sink.name);
       log.warn("Sink {sink} failed to take {n} events: {error}; retrying", {
         sink: sink.name,
         n: records.length,
@@ -285,8 +308,22 @@ async function readLoop(
   const timeoutSeconds = o.watchTimeoutSeconds ?? 300;
   let token = o.token;
   let lastEventTs = token?.timestamp;
-  const push = (record: EventRecord | undefined, at: Token | undefined) =>
-    queue.push({ record, token: at }, signal);
+  const { metrics, liveness } = o;
+  const push = async (record: EventRecord | undefined, at: Token | undefined) => {
+    if (!queue.full || liveness === undefined) {
+      return await queue.push({ record, token: at }, signal);
+    }
+    liveness.waitingOnSinks(true);
+    try {
+      await queue.push({ record, token: at }, signal);
+    } finally {
+      liveness.waitingOnSinks(false);
+    }
+  };
+  const rejected = (e: CoreV1Event) => {
+    metrics?.filtered(e.type);
+    o.onFiltered?.(e);
+  };
 
   /**
    * Lists every page (or, when nothing is to be delivered, one item: all
@@ -301,6 +338,9 @@ async function readLoop(
     let listRv: string | undefined;
     let pages = 0;
     let delivered = 0;
+    let items = 0;
+    let lastProgress = clock.now();
+    metrics?.relist();
     do {
       const page = await o.client.list<CoreV1Event>(EVENTS, {
         limit: deliver === undefined ? 1 : o.pageSize ?? 500,
@@ -310,14 +350,22 @@ async function readLoop(
       });
       listRv ??= page.resourceVersion;
       pages++;
+      items += page.items.length;
+      metrics?.listPage();
+      liveness?.activity();
       if (deliver === undefined) break;
+      if (clock.now() - lastProgress >= 10_000) {
+        lastProgress = clock.now();
+        log.info("Listing events: {pages} pages, {items} events read so far", { pages, items });
+      }
       for (const e of page.items) {
         if (!deliver(e)) continue;
+        metrics?.received(e.type);
         const ts = eventTime(e);
         if (ts !== undefined && (lastEventTs === undefined || ts > lastEventTs)) lastEventTs = ts;
         // Left out here, it is passed by the list's position pushed below.
         if (o.filter !== undefined && !o.filter(e)) {
-          o.onFiltered?.(e);
+          rejected(e);
           continue;
         }
         delivered++;
@@ -354,17 +402,23 @@ async function readLoop(
           timeoutSeconds,
           fieldSelector: o.fieldSelector,
           signal,
+          // The server ends the watch after timeoutSeconds; silence 10% past
+          // that means a connection that died without a word.
+          idleTimeoutMs: timeoutSeconds * 1100,
+          onOpen: () => liveness?.activity(),
         })
       ) {
+        liveness?.activity();
         for (const ev of batch) {
           received++;
           const rv = ev.object.metadata.resourceVersion;
           let record: EventRecord | undefined;
           if (ev.type === "ADDED" || ev.type === "MODIFIED") {
+            metrics?.received(ev.object.type);
             if (o.filter === undefined || o.filter(ev.object)) {
               record = recordOf(ev.type, ev.object);
             } else {
-              o.onFiltered?.(ev.object);
+              rejected(ev.object);
             }
             const ts = eventTime(ev.object);
             if (ts !== undefined) lastEventTs = ts;
@@ -375,7 +429,12 @@ async function readLoop(
         }
         backoff.reset();
       }
-      if (received === 0 && clock.now() - started < (timeoutSeconds * 1000) / 2) {
+      // The server ended the watch: at its timeout, or at once when the
+      // resourceVersion is too old for it.
+      liveness?.activity();
+      const stale = received === 0 && clock.now() - started < (timeoutSeconds * 1000) / 2;
+      metrics?.watchRestart(stale ? "stale" : "timeout");
+      if (stale) {
         // Closed at once with nothing: the server no longer has our resourceVersion.
         log.warn("The watch from {rv} closed at once without events: relisting", {
           rv: token.resourceVersion,
@@ -388,6 +447,9 @@ async function readLoop(
     } catch (e) {
       if (signal.aborted) break;
       let failure = e;
+      metrics?.watchRestart(
+        e instanceof GoneError ? "expired" : e instanceof WatchStalledError ? "stalled" : "error",
+      );
       if (e instanceof GoneError && token !== undefined) {
         log.warn("Resource version {rv} is gone ({error}): relisting", {
           rv: token.resourceVersion,

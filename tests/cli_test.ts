@@ -22,6 +22,15 @@ Deno.test("the command line parser", async (t) => {
       config: "/etc/dd",
     }],
     [["--kubeconfig", "/k"], { name: "run", kubeconfig: "/k" }],
+    [["status"], { name: "status", output: "text" }],
+    [["status", "--kubeconfig", "/k", "--config=/etc/dd", "--output", "json"], {
+      name: "status",
+      kubeconfig: "/k",
+      config: "/etc/dd",
+      output: "json",
+    }],
+    [["status", "-o", "text", "--output=json"], { name: "status", output: "json" }],
+    [["status", "--help"], { name: "help", topic: "status" }],
     [["demo"], { name: "demo", eventsPerSecond: 200, seed: 1 }],
     [["demo", "--events-per-second=50", "--seed", "3"], {
       name: "demo",
@@ -66,6 +75,10 @@ Deno.test("the command line parser", async (t) => {
     [["fake-apiserver", "--bogus"], /Unknown option "--bogus"/],
     [["run", "--kubeconfig"], /Cannot parse --kubeconfig: a path is required/],
     [["run", "--frob"], /Unknown option "--frob" for run/],
+    [["status", "--output", "yaml"], /Cannot parse --output "yaml": must be text or json/],
+    [["status", "-o"], /Cannot parse -o: a value is required/],
+    [["status", "--kubeconfig="], /Cannot parse --kubeconfig: a path is required/],
+    [["status", "--watch"], /Unknown option "--watch" for status/],
     [
       ["demo", "--events-per-second", "0"],
       /--events-per-second "0": must be a number from 1 to 100000/,

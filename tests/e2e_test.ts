@@ -181,6 +181,7 @@ Deno.test({
           KUBERNETES: "1",
           POD_NAME: `replica-${++n}`,
           KEVENTS_LEASE_DURATION_MS: String(LEASE_MS),
+          KEVENTS_HEALTH_PORT: "0",
           KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
           DD_LOG_LEVEL: "info",
         });

@@ -508,6 +508,7 @@ Deno.test("kevents run with exactly the ClusterRole's rules leads, delivers and 
         KUBERNETES: "1",
         KEVENTS_LEASE_DURATION_MS: "2000",
         KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
+        KEVENTS_HEALTH_PORT: "0",
         POD_NAME: podName,
         NO_COLOR: "1",
       },
@@ -584,6 +585,7 @@ Deno.test("kevents run needs no more than the permissions deno task compile give
         KUBERNETES: "1",
         KEVENTS_LEASE_DURATION_MS: "2000",
         KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
+        KEVENTS_HEALTH_PORT: "0",
         NO_COLOR: "1",
       },
     });
@@ -784,6 +786,7 @@ function startCase(
       // enough that a leader without update steps down within seconds.
       KEVENTS_LEASE_DURATION_MS: "10000",
       KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
+      KEVENTS_HEALTH_PORT: "0",
       DD_KUBE_RESOURCES_NAMESPACE: slug,
       DD_LEADER_ELECTION_DEFAULT_RESOURCE: spec.lock,
     },

@@ -23,6 +23,7 @@
  * @module
  */
 
+import { redact } from "../redact.ts";
 import { STATUS_CODES } from "node:http";
 import { getLogger } from "@logtape/logtape";
 import { Agent, type Dispatcher } from "undici";
@@ -68,6 +69,8 @@ export interface HttpSenderOptions {
   retry?: RetryOptions;
   clock?: Clock;
   random?: () => number;
+  /** Told of every attempt repeated after a retryable failure (metrics). */
+  onRetry?: () => void;
 }
 
 /** A successful answer. */
@@ -123,21 +126,7 @@ export const MAX_BODY_IN_MESSAGE = 512;
 /** Longest Retry-After honoured, in ms: a larger value is taken as this. */
 export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
 
-const REDACTED = "[redacted]";
-
-/** Replaces every occurrence of each secret in `text` (secrets shorter than 4 characters are left alone: they would mangle ordinary words). */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
-    if (s.length >= 4) out = out.split(s).join(REDACTED);
-  }
-  return out;
-}
-
-/** Whether a header's value is a credential by its name (authorization, api keys, tokens, secrets, passwords, cookies). */
-export function isSecretHeader(name: string): boolean {
-  return /authorization|api[-_]?key|token|secret|passw|cookie/i.test(name);
-}
+export { isSecretHeader, redact } from "../redact.ts";
 
 /**
  * Parses a Retry-After value: delay-seconds or an HTTP date, relative to
@@ -224,6 +213,7 @@ export class HttpSender {
   readonly #secrets: readonly string[];
   readonly #timeoutMs: number;
   readonly #retry: Required<RetryOptions>;
+  readonly #onRetry: (() => void) | undefined;
   readonly #clock: Clock;
   readonly #random: () => number;
   /** No attempt before this time (ms since the epoch): a Retry-After not waited out yet. */
@@ -234,6 +224,7 @@ export class HttpSender {
     this.#label = options.label;
     this.#secrets = options.secrets ?? [];
     this.#timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.#onRetry = options.onRetry;
     this.#retry = {
       maxAttempts: options.retry?.maxAttempts ?? 5,
       maxRetryMs: options.retry?.maxRetryMs ?? 30_000,
@@ -308,6 +299,7 @@ export class HttpSender {
         wait: Math.round(wait),
       });
       await this.#clock.sleep(wait, signal);
+      this.#onRetry?.();
     }
   }
 

@@ -78,6 +78,8 @@ export interface DatadogEvent {
 
 /** Options for {@linkcode DatadogSink}. */
 export interface DatadogSinkOptions {
+  /** Told of every request repeated after a retryable failure (metrics). */
+  onRetry?: () => void;
   /** The API key (`api_key` / `DD_API_KEY`). */
   apiKey: string;
   /** The Datadog site (`site` / `DD_SITE`, default {@linkcode DEFAULT_SITE}). */
@@ -388,6 +390,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
       },
       clock: options.clock,
       random: options.random,
+      onRetry: options.onRetry,
     });
   }
 

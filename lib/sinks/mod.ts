@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Metrics } from "../metrics.ts";
 import { type Config, ConfigError } from "../config.ts";
 import type { HttpTlsOptions } from "./_http.ts";
 import { DatadogSink } from "./datadog.ts";
@@ -32,6 +33,8 @@ export interface CreateSinksOptions {
   readTextFile?: (path: string) => string;
   /** User-Agent of the HTTP sinks (default "kevents"). */
   userAgent?: string;
+  /** Counts the HTTP sinks' retries. */
+  metrics?: Pick<Metrics, "sinkRetry">;
 }
 
 /**
@@ -84,6 +87,7 @@ export function createSinks(config: Config, options: CreateSinksOptions = {}): S
           onFailure: webhook.onFailure,
           maxAttempts: webhook.maxAttempts,
           userAgent,
+          onRetry: () => options.metrics?.sinkRetry("webhook"),
         });
       case "datadog":
         return new DatadogSink({
@@ -95,6 +99,7 @@ export function createSinks(config: Config, options: CreateSinksOptions = {}): S
           onFailure: datadog.onFailure,
           maxAttempts: datadog.maxAttempts,
           userAgent,
+          onRetry: () => options.metrics?.sinkRetry("datadog"),
         });
     }
   });

@@ -28,6 +28,12 @@ export interface Sink {
   send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void>;
   /** Releases what the sink holds. */
   close(): Promise<void>;
+  /**
+   * Records given up so far (sinks with a drop policy). A `send` that
+   * resolves after dropping its batch counts it here, so the pump can tell
+   * a drop from a delivery.
+   */
+  readonly dropped?: number;
 }
 
 /**

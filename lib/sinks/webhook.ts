@@ -39,6 +39,8 @@ export type WebhookFormat = "ndjson" | "json";
 
 /** Options for {@linkcode WebhookSink}. */
 export interface WebhookSinkOptions {
+  /** Told of every request repeated after a retryable failure (metrics). */
+  onRetry?: () => void;
   /** Where to POST (http or https); user info becomes a Basic Authorization header. */
   url: string | URL;
   /** Body format (default "ndjson"). */
@@ -137,6 +139,7 @@ export class WebhookSink implements Sink {
       },
       clock: options.clock,
       random: options.random,
+      onRetry: options.onRetry,
     });
   }
 
