@@ -25,6 +25,11 @@
  * Endpoints object without subsets); an object without the annotation reads
  * as a released lock, which the next candidate takes by updating it.
  *
+ * Followers can watch the object instead of reading it every retry period
+ * (`watch`): a watch of the namespace's ConfigMaps or Endpoints narrowed to
+ * this one by a `metadata.name` field selector, which RBAC allows by
+ * resourceName, as it does get and update.
+ *
  * The limit of whole seconds: other replicas see a renewal only because the
  * record changed, so two renewals within the same second would look like
  * none. The retry period (the time between renewals) must therefore exceed
@@ -41,7 +46,12 @@
 
 import { NotFoundError } from "./errors.ts";
 import { CONFIGMAPS, ENDPOINTS, type KubeClient, type ResourceRef } from "./kube_client.ts";
-import type { LeaderElectionRecord, Lock } from "./lock.ts";
+import {
+  type LeaderElectionRecord,
+  type Lock,
+  LockObjectWatch,
+  type LockWatchOptions,
+} from "./lock.ts";
 
 /** The annotation holding the election record, as client-go names it. */
 export const LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader";
@@ -203,6 +213,24 @@ const KINDS: Record<AnnotationLockKind, { ref: ResourceRef; kind: string }> = {
   endpoints: { ref: ENDPOINTS, kind: "Endpoints" },
 };
 
+/**
+ * The record an object holds: an empty (released) one without the
+ * annotation; LockRecordError when the annotation is not a record.
+ */
+function recordOf(object: LockObject): LeaderElectionRecord {
+  const annotation = object.metadata?.annotations?.[LEADER_ANNOTATION];
+  if (annotation === undefined) {
+    return {
+      holderIdentity: "",
+      leaseDurationSeconds: 0,
+      acquireTime: "",
+      renewTime: "",
+      leaderTransitions: 0,
+    };
+  }
+  return decodeRecord(annotation);
+}
+
 /** Leader election on the leader annotation of a ConfigMap or an Endpoints object. */
 export class AnnotationLock implements Lock {
   #client: KubeClient;
@@ -211,6 +239,7 @@ export class AnnotationLock implements Lock {
   #namespace: string;
   #name: string;
   #last: LockObject | undefined;
+  #watch: LockObjectWatch<LockObject>;
 
   constructor(client: KubeClient, options: AnnotationLockOptions) {
     this.#client = client;
@@ -218,6 +247,12 @@ export class AnnotationLock implements Lock {
     this.#kind = KINDS[options.kind].kind;
     this.#namespace = options.namespace;
     this.#name = options.name;
+    this.#watch = new LockObjectWatch<LockObject>(client, {
+      ref: this.#ref,
+      namespace: options.namespace,
+      name: options.name,
+      record: recordOf,
+    });
   }
 
   /**
@@ -234,21 +269,13 @@ export class AnnotationLock implements Lock {
     } catch (e) {
       if (e instanceof NotFoundError) {
         this.#last = undefined;
+        this.#watch.seen(undefined);
         return undefined;
       }
       throw e;
     }
-    const annotation = this.#last.metadata?.annotations?.[LEADER_ANNOTATION];
-    if (annotation === undefined) {
-      return {
-        holderIdentity: "",
-        leaseDurationSeconds: 0,
-        acquireTime: "",
-        renewTime: "",
-        leaderTransitions: 0,
-      };
-    }
-    return decodeRecord(annotation);
+    this.#watch.seen(this.#last);
+    return recordOf(this.#last);
   }
 
   /** Creates the object holding only the leader annotation. */
@@ -262,6 +289,7 @@ export class AnnotationLock implements Lock {
         annotations: { [LEADER_ANNOTATION]: encodeRecord(record) },
       },
     }, { signal });
+    this.#watch.seen(this.#last);
   }
 
   /** Replaces the object last read with the new annotation (compare-and-swap on its resourceVersion). */
@@ -277,6 +305,16 @@ export class AnnotationLock implements Lock {
         annotations: { ...last.metadata?.annotations, [LEADER_ANNOTATION]: encodeRecord(record) },
       },
     }, { signal });
+    this.#watch.seen(this.#last);
+  }
+
+  /**
+   * Watches the object from the version last seen (see
+   * {@linkcode Lock.watch}); an annotation that is not a record ends the
+   * watch with LockRecordError.
+   */
+  watch(options: LockWatchOptions): AsyncIterable<LeaderElectionRecord | undefined> {
+    return this.#watch.watch(options);
   }
 
   /** "configmaps namespace/name" or "endpoints namespace/name". */

@@ -29,6 +29,11 @@ export const TOKEN_KEY = "event.tokenKey";
 export const TOKEN_TIMESTAMP = "event.tokenTimestamp";
 /** The annotation a leader stamps its term into. */
 export const TERM_ANNOTATION = "kevents.io/term";
+/**
+ * How far in the future a token's time may be before it is ignored: clocks
+ * of nodes and replicas differ by seconds, rarely by minutes.
+ */
+export const TOKEN_TIME_SKEW_MS = 5 * 60 * 1000;
 
 /** A position in the event stream. */
 export interface Token {
@@ -67,13 +72,32 @@ export interface CheckpointerOptions {
 
 const log = getLogger(["kevents", "checkpoint"]);
 
-/** Reads a token from ConfigMap data; undefined for absent, empty, "0" or garbage. */
-export function tokenFromData(data: Record<string, string> | undefined): Token | undefined {
+/** Options of {@linkcode tokenFromData}. */
+export interface TokenFromDataOptions {
+  /** The time now, in ms since the epoch (default `Date.now()`), to spot a time in the future. */
+  now?: number;
+}
+
+/**
+ * Reads a token from ConfigMap data; undefined for absent, empty, "0" or
+ * garbage (logged as a warning). A time more than
+ * {@linkcode TOKEN_TIME_SKEW_MS} in the future is dropped with a warning:
+ * after a 410 without integer resourceVersions, the pump delivers again
+ * what is not older than the token's time, and a time in the future would
+ * make it skip every event up to then.
+ */
+export function tokenFromData(
+  data: Record<string, string> | undefined,
+  options: TokenFromDataOptions = {},
+): Token | undefined {
   const rv = data?.[TOKEN_KEY]?.trim() ?? "";
   if (rv === "" || rv === "0") return undefined;
   // A resourceVersion is opaque, but one with whitespace, control characters
-  // or kilobytes of text is not one any API server handed out.
-  if (rv.length > 256 || !/^[\x21-\x7e]+$/.test(rv)) {
+  // or kilobytes of text is not one any API server handed out; nor is one
+  // that reads as a number yet is no unsigned integer ("-1", "1e9", "12.5"):
+  // the numeric ones are etcd revisions.
+  const numberLike = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(rv) && !/^\d+$/.test(rv);
+  if (rv.length > 256 || !/^[\x21-\x7e]+$/.test(rv) || numberLike) {
     log.warn("Ignoring the checkpoint: {key} holds {value}, which is not a resourceVersion", {
       key: TOKEN_KEY,
       value: rv.slice(0, 40),
@@ -81,12 +105,21 @@ export function tokenFromData(data: Record<string, string> | undefined): Token |
     return undefined;
   }
   const ts = data?.[TOKEN_TIMESTAMP]?.trim();
-  const valid = ts !== undefined && ts !== "" && !Number.isNaN(Date.parse(ts));
+  const at = ts === undefined || ts === "" ? NaN : Date.parse(ts);
+  let valid = !Number.isNaN(at);
   if (ts !== undefined && ts !== "" && !valid) {
     log.warn("Ignoring {key}: {value} is not a time", {
       key: TOKEN_TIMESTAMP,
       value: ts.slice(0, 40),
     });
+  }
+  const now = options.now ?? Date.now();
+  if (valid && at > now + TOKEN_TIME_SKEW_MS) {
+    valid = false;
+    log.warn(
+      "Ignoring {key}: {value} is more than {skew} s in the future; events are not ruled out by time",
+      { key: TOKEN_TIMESTAMP, value: ts!.slice(0, 40), skew: TOKEN_TIME_SKEW_MS / 1000 },
+    );
   }
   return { resourceVersion: rv, timestamp: valid ? ts : undefined };
 }
@@ -182,7 +215,7 @@ export class Checkpointer {
           throw e;
         }
       }
-      const token = tokenFromData(cm.data);
+      const token = tokenFromData(cm.data, { now: this.#clock.now() });
       try {
         this.#last = await client.replace<V1ConfigMap>(CONFIGMAPS, namespace, name, {
           ...cm,

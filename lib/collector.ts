@@ -88,6 +88,7 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
     identity: o.identity,
     timings: o.config.timings,
     clock: o.clock,
+    watchLock: o.config.followerWatch,
     lead: (term) => runTerm(o, term),
   }, signal);
 }
@@ -169,6 +170,13 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         },
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
+        // A send in flight when the term ends may finish within this grace;
+        // it must end well inside the lease's margin over the renew deadline,
+        // before any other replica may take over.
+        stopGraceMs: Math.min(
+          2000,
+          (o.config.timings.leaseDurationMs - o.config.timings.renewDeadlineMs) / 4,
+        ),
         clock,
         onDelivered: (records) => o.observer?.delivered?.(records),
         fieldSelector: filters.fieldSelector,

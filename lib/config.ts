@@ -17,6 +17,16 @@
  * `kubernetes_event_token_configmap` / `DD_KUBERNETES_EVENT_TOKEN_CONFIGMAP`,
  * which names the token ConfigMap the Agent hard-codes as `datadogtoken`.
  *
+ * A `datadog.yaml` is shared with the Agent, whose hundreds of other
+ * settings kevents ignores without a word. An unknown top-level key is
+ * reported, as a warning naming its line, only when it is likely meant for
+ * kevents: when it is within a typo of a kevents setting (an edit distance
+ * of 1 for keys of up to 8 characters, 2 for longer ones; a swap of two
+ * neighbouring letters counts 1), which the warning suggests (`colect_kubernetes_events`:
+ * did you mean `collect_kubernetes_events`?), or when it starts with
+ * `kevents_`, a prefix no Agent setting has. The few Agent settings that
+ * close to a kevents one (`app_key`, next to `api_key`) are left alone.
+ *
  * The Agent 5's `leader_candidate` and `leader_lease_duration` (under
  * `instances[0]` of its conf.d/kubernetes.yaml) and the variables its image
  * wrote into them, `KUBERNETES_LEADER_CANDIDATE` and
@@ -267,6 +277,8 @@ export interface KeySpec<K extends keyof Settings> {
   description: string;
   /** For secrets: how a value is shown in messages instead of as given. */
   mask?: (raw: RawValue | undefined) => string;
+  /** Takes a mapping in `datadog.yaml`, read as `NAME=VALUE` items (default false: a mapping is refused). */
+  fileMapping?: boolean;
 }
 
 /** A row of {@linkcode CONFIG_KEYS}, whatever its field. */
@@ -612,6 +624,7 @@ const SINK_ROWS: readonly AnyKeySpec[] = [
       "each name a valid header name given once, values without control characters",
     description: "Extra headers of the webhook requests",
     mask: maskHeaders,
+    fileMapping: true,
   },
   {
     field: "webhookBearerToken",
@@ -1049,8 +1062,10 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
 
 /** A setting found in the file. */
 interface FileEntry {
-  /** Undefined when the node cannot be a setting's value (a mapping, a nested list). */
+  /** Undefined when the node cannot be a setting's value (a nested list, a mapping of mappings). */
   raw: RawValue | undefined;
+  /** The value was a mapping, which only a row with `fileMapping` takes. */
+  mapping?: boolean;
   /** The value as shown in messages. */
   shown: string;
   /** `PATH line N`. */
@@ -1058,6 +1073,79 @@ interface FileEntry {
 }
 
 const KNOWN_FILE_KEYS = new Set(CONFIG_KEYS.map((k) => k.fileKey));
+
+/**
+ * Settings of the Agent's datadog.yaml within a typo of a kevents setting
+ * (`app_key` is one letter from `api_key`): they are the Agent's, not
+ * misspellings, and get no warning.
+ */
+const AGENT_NEIGHBOURS: ReadonlySet<string> = new Set(["app_key"]);
+
+/** The prefix of kevents' own settings, which no Agent setting has. */
+const OWN_PREFIX = "kevents_";
+
+/**
+ * Edit distance between two texts (insertions, deletions, substitutions and
+ * swaps of two neighbouring characters each count one), or `limit + 1` as
+ * soon as it is known to exceed `limit`.
+ */
+function editDistance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  // Three rows of the optimal-string-alignment table: i - 2, i - 1 and i.
+  let before: number[] = [];
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    let rowMin = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, before[j - 2]! + 1);
+      }
+      current.push(d);
+      rowMin = Math.min(rowMin, d);
+    }
+    if (rowMin > limit) return limit + 1;
+    before = previous;
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** How far a key may be from a kevents setting to be taken for a misspelling of it. */
+function typoLimit(known: string): number {
+  return known.length <= 8 ? 1 : 2;
+}
+
+/**
+ * The warning for a top-level key kevents does not read, or undefined when
+ * it is most likely one of the Agent's own settings (see the module doc).
+ */
+function unknownKeyWarning(key: string, source: string): string | undefined {
+  if (AGENT_NEIGHBOURS.has(key)) return undefined;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const known of KNOWN_FILE_KEYS) {
+    const own = key.startsWith(OWN_PREFIX) && known.startsWith(OWN_PREFIX);
+    // Under kevents' own prefix, where no Agent setting can be meant, a
+    // looser match is still worth suggesting.
+    const limit = own ? Math.max(typoLimit(known), Math.floor(known.length / 4)) : typoLimit(known);
+    const d = editDistance(key, known, limit);
+    if (d <= limit && d < bestDistance) {
+      best = known;
+      bestDistance = d;
+    }
+  }
+  if (best !== undefined) {
+    return `Unknown setting ${key} (${source}) is ignored: did you mean ${best}?`;
+  }
+  if (key.startsWith(OWN_PREFIX)) {
+    return `Unknown setting ${key} (${source}) is ignored: kevents has no such setting ` +
+      "(the README's Settings table lists them)";
+  }
+  return undefined;
+}
 
 function scalarText(node: Node): string | undefined {
   // `source` is the scalar as written (after unquoting), before YAML typed
@@ -1134,12 +1222,17 @@ function readFile(file: { path: string; text: string }): FileSettings {
   for (const pair of top.items) {
     const keyNode = pair.key as Node | null;
     if (keyNode === null || !isScalar(keyNode)) continue;
-    // viper matches keys case-insensitively; so does kevents. Unknown keys
-    // are the hundreds of other Agent settings a datadog.yaml may hold.
+    // viper matches keys case-insensitively; so does kevents. Most unknown
+    // keys are the hundreds of other Agent settings a datadog.yaml may
+    // hold: only a likely misspelling of a kevents setting is reported.
     const key = String(keyNode.value).toLowerCase();
-    if (!KNOWN_FILE_KEYS.has(key)) continue;
     const line = lineCounter.linePos(keyNode.range?.[0] ?? 0).line;
     const source = `${file.path} line ${line}`;
+    if (!KNOWN_FILE_KEYS.has(key)) {
+      const warning = unknownKeyWarning(key, source);
+      if (warning !== undefined) warnings.push(warning);
+      continue;
+    }
     const previous = entries.get(key);
     if (previous !== undefined) {
       throw new ConfigError({
@@ -1151,14 +1244,39 @@ function readFile(file: { path: string; text: string }): FileSettings {
           `and line ${line}`,
       });
     }
-    let value = pair.value as Node | null;
-    if (value !== null && isAlias(value)) value = value.resolve(doc) ?? null;
+    const value = resolveAlias(pair.value as Node | null, { doc, lineCounter, path: file.path });
     entries.set(key, { ...describeNode(value), source });
   }
   return { entries, warnings };
 }
 
-function describeNode(node: Node | null): { raw: RawValue | undefined; shown: string } {
+/**
+ * The node an alias (`*name`) stands for; ConfigError naming its line and
+ * column when no anchor (`&name`) before it has that name, which the yaml
+ * package does not count as a syntax error.
+ */
+function resolveAlias(
+  node: Node | null,
+  file: { doc: Document.Parsed; lineCounter: LineCounter; path: string },
+): Node | null {
+  if (node === null || !isAlias(node)) return node;
+  const target = node.resolve(file.doc);
+  if (target !== undefined) return target;
+  const pos = file.lineCounter.linePos(node.range?.[0] ?? 0);
+  const rule = `the alias *${node.source} names no anchor &${node.source} before it`;
+  throw new ConfigError({
+    key: "",
+    source: `${file.path} line ${pos.line}, column ${pos.col}`,
+    value: `*${node.source}`,
+    rule,
+    message:
+      `Cannot parse ${file.path}: YAML error at line ${pos.line}, column ${pos.col}: ${rule}`,
+  });
+}
+
+function describeNode(
+  node: Node | null,
+): { raw: RawValue | undefined; shown: string; mapping?: boolean } {
   // `key:` with nothing after it is an empty scalar: refused like an empty
   // environment variable rather than silently meaning "not set".
   if (node === null) return { raw: "", shown: "" };
@@ -1176,7 +1294,9 @@ function describeNode(node: Node | null): { raw: RawValue | undefined; shown: st
       const value = pair.value === null ? "" : scalarText(pair.value as Node);
       return key === undefined || value === undefined ? undefined : `${key}=${value}`;
     });
-    if (items.every((item) => item !== undefined)) return { raw: items as string[], shown };
+    if (items.every((item) => item !== undefined)) {
+      return { raw: items as string[], shown, mapping: true };
+    }
   }
   return { raw: undefined, shown };
 }
@@ -1242,7 +1362,10 @@ function resolveKey<K extends keyof Settings>(
     origin = { explicit: false, source: context.source };
   }
   if (entry !== undefined) {
-    value = parseOrThrow(spec, entry.raw, entry.shown, entry.source);
+    // A mapping given to a setting that takes a value or a list is refused
+    // as written, rather than read as a list of "key=value" texts.
+    const raw = entry.mapping === true && spec.fileMapping !== true ? undefined : entry.raw;
+    value = parseOrThrow(spec, raw, entry.shown, entry.source);
     origin = { explicit: true, source: entry.source };
   }
   if (env !== undefined) {
@@ -1550,8 +1673,7 @@ function readAgent5File(file: { path: string; text: string }): Map<string, FileE
     const keyNode = pair.key as Node | null;
     // Python dictionaries: keys match exactly.
     if (keyNode === null || !isScalar(keyNode) || !known.has(String(keyNode.value))) continue;
-    let value = pair.value as Node | null;
-    if (value !== null && isAlias(value)) value = value.resolve(doc) ?? null;
+    const value = resolveAlias(pair.value as Node | null, { doc, lineCounter, path: file.path });
     entries.set(String(keyNode.value), {
       ...describeNode(value),
       source: `${file.path} line ${lineOf(keyNode)}`,

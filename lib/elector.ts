@@ -23,6 +23,18 @@
  * lock (empty holder, 1 s duration) so a follower takes over at its next
  * retry instead of waiting for the lease to run out.
  *
+ * Beyond client-go (`watchLock`), a candidate can keep one long-lived watch
+ * on the lock object instead of reading it every retry period. Each change
+ * the watch reports is observed exactly as a read would be, at the time it
+ * arrives on our clock, so the expiry rule stays the same; the candidate
+ * tries at once when the watch shows the lock released (or deleted), and
+ * otherwise when the observed record's lease has run out on our clock. The
+ * server ends the watch about every five minutes and it is reopened from
+ * where it stopped, so a follower costs about one request per five minutes
+ * while the leader renews. While no watch is open (it failed, and is being
+ * reopened with backoff) the candidate polls every retry period as before.
+ * The leader does not watch: it renews.
+ *
  * What this does not do: it does not fence writes made outside the term
  * (the checkpointer fences its own), and it assumes clocks that run at the
  * same rate within the margin.
@@ -32,6 +44,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { type Clock, systemClock } from "./clock.ts";
+import { Backoff } from "./backoff.ts";
 import { AlreadyExistsError, ConflictError } from "./errors.ts";
 import { microTime } from "./lease_lock.ts";
 import type { LeaderElectionRecord, Lock } from "./lock.ts";
@@ -75,6 +88,13 @@ export interface ElectorOptions {
   clock?: Clock;
   /** Random in [0, 1) for jitter (default Math.random). */
   random?: () => number;
+  /**
+   * Candidates watch the lock, when it can be watched ({@linkcode Lock.watch}),
+   * and try to take it as soon as it is released or its lease has run out,
+   * polling every retry period only while no watch is open (default false:
+   * they poll, as client-go's do).
+   */
+  watchLock?: boolean;
 }
 
 /** Checks the relations client-go checks before anything runs. */
@@ -97,6 +117,9 @@ export function validateTimings(t: ElectionTimings): void {
 }
 
 const log = getLogger(["kevents", "elector"]);
+
+/** How long the server keeps a candidate's watch of the lock open, before jitter (10%). */
+const WATCH_TIMEOUT_MS = 300_000;
 
 type Attempt = "acquired" | "held" | "failed";
 
@@ -124,6 +147,19 @@ class ElectorState {
   #observedKey = "";
   #observedAt = 0;
   #holder = "";
+  /** Whether the candidate's lock watch is open (accepted by the server, not failed since). */
+  #watchOpen = false;
+  /**
+   * What the watch reported last (undefined record: deleted) and when it
+   * arrived on our clock. The watch only leaves it here: the candidate
+   * observes it between its tries, so nothing a watch reports can change
+   * what a try or a term started from.
+   */
+  #watched: { record: LeaderElectionRecord | undefined; at: number } | undefined;
+  #watchedCount = 0;
+  #observedCount = 0;
+  /** Wakes the candidate waiting for its next try. */
+  #wake: (() => void) | undefined;
 
   constructor(options: ElectorOptions) {
     this.#o = options;
@@ -243,23 +279,163 @@ class ElectorState {
   }
 
   /**
-   * Tries every retry period until we hold the lock; false when stopped
-   * first. After a term (`afterTerm`) it waits a retry period before the
-   * first try, so work that fails at once cannot spin on the lock.
+   * Tries until we hold the lock; false when stopped first. Tries every
+   * retry period, or, watching, when the watch shows the lock free or its
+   * lease runs out (see {@linkcode #nextTry}). After a term (`afterTerm`) it
+   * waits a retry period before the first try, so work that fails at once
+   * cannot spin on the lock. Settles only after its watch has closed.
    */
   async acquire(signal: AbortSignal, afterTerm: boolean): Promise<boolean> {
     const { timings, lock, identity } = this.#o;
     log.info("{identity} is a candidate for {lock}", { identity, lock: lock.describe() });
+    const watching = this.#o.watchLock === true && lock.watch !== undefined;
+    this.#watchOpen = false;
+    this.#watched = undefined;
+    this.#observedCount = this.#watchedCount;
+    const stopWatch = new AbortController();
+    const onStop = () => stopWatch.abort(signal.reason);
+    signal.addEventListener("abort", onStop, { once: true });
+    let watcher: Promise<void> | undefined;
     try {
       if (afterTerm) await this.#clock.sleep(this.#jittered(timings.retryPeriodMs), signal);
       for (;;) {
-        if (await this.#attempt(signal, timings.requestTimeoutMs) === "acquired") return true;
-        await this.#clock.sleep(this.#jittered(timings.retryPeriodMs), signal);
+        const watchedBefore = this.#watchedCount;
+        const result = await this.#attempt(signal, timings.requestTimeoutMs);
+        if (result === "acquired") return true;
+        // Opened after the first try, so that it starts from the version just read.
+        if (watching && watcher === undefined) watcher = this.#watchLock(stopWatch.signal);
+        await this.#nextTry(signal, result, watchedBefore);
       }
     } catch (e) {
       if (signal.aborted) return false;
       throw e;
+    } finally {
+      signal.removeEventListener("abort", onStop);
+      // A leader does not watch: the watch closes before the term starts.
+      stopWatch.abort(new Error("No longer a candidate"));
+      await watcher;
     }
+  }
+
+  /**
+   * Waits until the candidate's next try. Polling (no watch open, or the
+   * last try failed): one retry period, jittered. Watching: until the watch
+   * reports the lock released, deleted or ours (a change since the try
+   * began, so a try that lost a race does not repeat at once), or until the
+   * observed record has been unchanged for its lease duration on our clock:
+   * the rule the try itself applies.
+   */
+  async #nextTry(signal: AbortSignal, result: Attempt, watchedBefore: number): Promise<void> {
+    const { timings, identity } = this.#o;
+    const pollAt = this.#clock.now() + this.#jittered(timings.retryPeriodMs);
+    for (;;) {
+      if (this.#watchedCount !== this.#observedCount && this.#watched !== undefined) {
+        this.#observedCount = this.#watchedCount;
+        this.#observe(this.#watched.record, this.#watched.at);
+      }
+      if (this.#watchedCount !== watchedBefore) {
+        const holder = this.#watched?.record?.holderIdentity ?? "";
+        if (holder === "" || holder === identity) return;
+      }
+      let wakeAt: number;
+      if (!this.#watchOpen || result === "failed") wakeAt = pollAt;
+      else if (this.#observed === undefined) wakeAt = Infinity; // The watch will report it.
+      else wakeAt = this.#observedAt + this.#observed.leaseDurationSeconds * 1000;
+      if (wakeAt <= this.#clock.now()) return;
+      if (await this.#sleepUntil(wakeAt, signal) === "time") return;
+    }
+  }
+
+  /** Sleeps until `wakeAt` on our clock ("time") or until the watch reports something ("change"). */
+  async #sleepUntil(wakeAt: number, signal: AbortSignal): Promise<"time" | "change"> {
+    signal.throwIfAborted();
+    const timer = new AbortController();
+    const onAbort = () => timer.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await new Promise<"time" | "change">((resolve, reject) => {
+        this.#wake = () => resolve("change");
+        timer.signal.addEventListener("abort", () => reject(timer.signal.reason), { once: true });
+        if (wakeAt !== Infinity) {
+          this.#clock.sleep(wakeAt - this.#clock.now(), timer.signal)
+            .then(() => resolve("time"), () => {}); // Aborted: settled by the abort above.
+        }
+      });
+    } finally {
+      this.#wake = undefined;
+      signal.removeEventListener("abort", onAbort);
+      timer.abort();
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * The candidate's one watch of the lock, reopened from where it stopped
+   * whenever the server ends it; after a failure, reopened with backoff
+   * (from a retry period up to the watch timeout) while the candidate
+   * polls. Never rejects; settles once `signal` aborts.
+   */
+  async #watchLock(signal: AbortSignal): Promise<void> {
+    const { lock, timings } = this.#o;
+    if (lock.watch === undefined) return;
+    const watch = lock.watch.bind(lock);
+    const backoff = new Backoff({
+      clock: this.#clock,
+      random: this.#random,
+      initialMs: timings.retryPeriodMs,
+      maxMs: WATCH_TIMEOUT_MS,
+    });
+    let broken = false;
+    const onOpen = () => {
+      this.#watchOpen = true;
+      if (broken) {
+        broken = false;
+        log.info("Watching {lock} again: no more polling", { lock: lock.describe() });
+      }
+      this.#notify();
+    };
+    while (!signal.aborted) {
+      const openedAt = this.#clock.now();
+      let changes = 0;
+      try {
+        const timeoutSeconds = Math.round(this.#jittered(WATCH_TIMEOUT_MS) / 1000);
+        for await (const record of watch({ signal, timeoutSeconds, onOpen })) {
+          changes += 1;
+          this.#watched = { record, at: this.#clock.now() };
+          this.#watchedCount += 1;
+          backoff.reset();
+          this.#notify();
+        }
+        // The server ended the watch (its timeout): reopen at once, unless it
+        // ended at once with nothing to say, which would spin.
+        if (changes === 0 && this.#clock.now() - openedAt < timings.retryPeriodMs) {
+          throw new Error("The server ended the watch at once");
+        }
+        backoff.reset();
+      } catch (e) {
+        if (signal.aborted) break;
+        this.#watchOpen = false;
+        const fields = { lock: lock.describe(), error: String(e) };
+        if (broken) log.debug("Cannot watch {lock}: {error}", fields);
+        else {log.warn(
+            "Cannot watch {lock}: {error}; polling it every retry period meanwhile",
+            fields,
+          );}
+        broken = true;
+        this.#notify();
+        try {
+          await backoff.wait(signal);
+        } catch {
+          break; // Stopped.
+        }
+      }
+    }
+    this.#watchOpen = false;
   }
 
   /** Leads one term: starts the work, renews, ends the term on loss or stop. */

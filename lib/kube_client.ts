@@ -21,7 +21,7 @@ import {
 } from "./errors.ts";
 import type { PooledKubeConfig } from "./kube_config.ts";
 import type { Metrics } from "./metrics.ts";
-import { readWatchBatches, type WatchEvent } from "./watch_stream.ts";
+import { readWatchBatches, type WatchEvent, type WatchPosition } from "./watch_stream.ts";
 
 /** A resource kevents talks to. */
 export interface ResourceRef {
@@ -380,7 +380,8 @@ export class KubeClient {
     } catch (e) {
       if (controller.signal.aborted) throw controller.signal.reason;
       if (e instanceof KubeApiError) throw e;
-      throw new KubeNetworkError(`${method} ${request.path}: ${describe(e)}`, {
+      // No answer came: name the server, which the path alone does not.
+      throw new KubeNetworkError(`${method} ${url.origin}${request.path}: ${describe(e)}`, {
         cause: e,
         request,
       });
@@ -523,7 +524,10 @@ export class KubeClient {
           throw controller.signal.reason;
         }
         this.#count("watch", "network");
-        throw new KubeNetworkError(`GET ${request.path}: ${describe(e)}`, { cause: e, request });
+        throw new KubeNetworkError(`GET ${url.origin}${request.path}: ${describe(e)}`, {
+          cause: e,
+          request,
+        });
       }
       this.#count("watch", res.statusCode);
       const raw = ReadableStream.from(res.body as AsyncIterable<Uint8Array>);
@@ -545,13 +549,19 @@ export class KubeClient {
       arm();
       o.onOpen?.();
       const body = abortableBody(raw, controller.signal, arm);
+      const position: WatchPosition = { lines: 0, partial: 0 };
       try {
-        yield* readWatchBatches<T>(body);
+        yield* readWatchBatches<T>(body, position);
         if (controller.signal.aborted) throw controller.signal.reason;
       } catch (e) {
         if (controller.signal.aborted) throw controller.signal.reason;
         if (e instanceof KubeApiError || e instanceof WatchDecodeError) throw e;
-        throw new KubeNetworkError(`Watch ${request.path} broke: ${describe(e)}`, {
+        const where = position.partial > 0
+          ? ` in the middle of line ${
+            position.lines + 1
+          } (${position.partial} characters of it received)`
+          : ` after ${position.lines} lines`;
+        throw new KubeNetworkError(`Watch ${request.path} broke${where}: ${describe(e)}`, {
           cause: e,
           request,
         });

@@ -51,11 +51,80 @@ export interface LoadedKubeConfig {
   warnings: string[];
 }
 
+/** Why a file could not be read, in words. */
+function readFailure(e: unknown): string {
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return "permission denied (its mode or owner keeps kevents out)";
+  }
+  if (e instanceof Deno.errors.NotCapable) {
+    return "kevents is not allowed to read it (Deno's --allow-read)";
+  }
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Whether `path` is a file; false when nothing is there; KubeConfigError when it cannot be looked at. */
 function exists(path: string): boolean {
   try {
     return Deno.statSync(path).isFile;
-  } catch {
-    return false;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return false;
+    throw new KubeConfigError(`Cannot read kubeconfig ${path}: ${readFailure(e)}`, { cause: e });
+  }
+}
+
+/** The exec credential plugin API versions client-go accepts. */
+export const EXEC_API_VERSIONS: readonly string[] = [
+  "client.authentication.k8s.io/v1",
+  "client.authentication.k8s.io/v1beta1",
+];
+
+/**
+ * Checks that the current context's user authenticates in a way kevents
+ * can keep up for as long as it runs: a token, a client certificate, a user
+ * name and password, or an exec credential plugin of a known API version
+ * that kevents may run. An `auth-provider` is refused: client-go removed its
+ * gcp and azure providers in Kubernetes 1.26, and the oidc one cannot
+ * refresh its token here, so each would end in a stream of 401s.
+ */
+function checkUser(config: KubeConfig, origin: string, context: string): void {
+  const name = config.getContextObject(context)?.user ?? "";
+  const where = `Cannot use kubeconfig ${origin}: context "${context}"`;
+  if (name === "") return; // No user: anonymous requests, which the server judges.
+  const user = config.getUser(name);
+  if (user === null) {
+    throw new KubeConfigError(
+      `${where} names user "${name}", which the kubeconfig does not define`,
+    );
+  }
+  const what = `${where}, user "${name}"`;
+  const provider = user.authProvider as { name?: string } | undefined | null;
+  if (provider !== undefined && provider !== null) {
+    const removed = provider.name === "gcp" || provider.name === "azure"
+      ? " (removed from kubectl and client-go in Kubernetes 1.26)"
+      : "";
+    throw new KubeConfigError(
+      `${what}: auth-provider "${provider.name ?? ""}"${removed} is not supported: use a ` +
+        "token, a client certificate or an exec credential plugin (users[].user.exec)",
+    );
+  }
+  const exec = user.exec as { apiVersion?: string; command?: string } | undefined | null;
+  if (exec === undefined || exec === null) return;
+  if (!EXEC_API_VERSIONS.includes(exec.apiVersion ?? "")) {
+    throw new KubeConfigError(
+      `${what}: exec apiVersion "${exec.apiVersion ?? ""}" is not supported: use ` +
+        EXEC_API_VERSIONS.join(" or "),
+    );
+  }
+  const command = exec.command ?? "";
+  if (command === "") throw new KubeConfigError(`${what}: exec names no command`);
+  const run = Deno.permissions.querySync({ name: "run", command });
+  if (run.state !== "granted") {
+    throw new KubeConfigError(
+      `${what}: the exec credential plugin "${command}" cannot run, as kevents is not allowed ` +
+        "to start programs (Deno's --allow-run, which the kevents binary is built without): " +
+        "use a token or a client certificate",
+    );
   }
 }
 
@@ -82,11 +151,24 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
     );
   }
   if (file !== undefined) {
+    let text: string;
     try {
-      config.loadFromFile(file);
+      text = Deno.readTextFileSync(file);
+    } catch (e) {
+      throw new KubeConfigError(`Cannot read kubeconfig ${file}: ${readFailure(e)}`, { cause: e });
+    }
+    try {
+      config.loadFromString(text);
+      // As loadFromFile does: relative certificate and key paths are the file's.
+      config.makePathsAbsolute(
+        file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".",
+      );
     } catch (e) {
       throw new KubeConfigError(
-        `Cannot parse kubeconfig ${file}: ${e instanceof Error ? e.message : e}`,
+        // The YAML parser's message goes on with an excerpt of the file: its first line says it all.
+        `Cannot parse kubeconfig ${file}: ${
+          (e instanceof Error ? e.message : String(e)).split("\n")[0]
+        }`,
         { cause: e },
       );
     }
@@ -125,6 +207,7 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
       `Cannot use kubeconfig ${origin}: context "${context}" names no cluster`,
     );
   }
+  if (origin !== "in-cluster") checkUser(config, origin, context);
   const warnings: string[] = [];
   if (cluster.skipTLSVerify) {
     warnings.push(

@@ -8,7 +8,12 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { NotFoundError } from "./errors.ts";
 import { type KubeClient, LEASES } from "./kube_client.ts";
-import type { LeaderElectionRecord, Lock } from "./lock.ts";
+import {
+  type LeaderElectionRecord,
+  type Lock,
+  LockObjectWatch,
+  type LockWatchOptions,
+} from "./lock.ts";
 
 /** Formats a time as a Kubernetes MicroTime: "2026-11-21T20:03:04.123000Z". */
 export function microTime(ms: number): string {
@@ -30,17 +35,36 @@ type LeaseSpecWire = {
   leaseTransitions?: number;
 };
 
+/** The election record a Lease holds. */
+function recordOf(lease: V1Lease): LeaderElectionRecord {
+  const spec = (lease.spec ?? {}) as LeaseSpecWire;
+  return {
+    holderIdentity: spec.holderIdentity ?? "",
+    leaseDurationSeconds: spec.leaseDurationSeconds ?? 0,
+    acquireTime: spec.acquireTime ?? "",
+    renewTime: spec.renewTime ?? "",
+    leaderTransitions: spec.leaseTransitions ?? 0,
+  };
+}
+
 /** Leader election on a Lease object. */
 export class LeaseLock implements Lock {
   #client: KubeClient;
   #namespace: string;
   #name: string;
   #last: V1Lease | undefined;
+  #watch: LockObjectWatch<V1Lease>;
 
   constructor(client: KubeClient, options: LeaseLockOptions) {
     this.#client = client;
     this.#namespace = options.namespace;
     this.#name = options.name;
+    this.#watch = new LockObjectWatch<V1Lease>(client, {
+      ref: LEASES,
+      namespace: options.namespace,
+      name: options.name,
+      record: recordOf,
+    });
   }
 
   /** Reads the Lease; undefined when it does not exist. */
@@ -52,18 +76,13 @@ export class LeaseLock implements Lock {
     } catch (e) {
       if (e instanceof NotFoundError) {
         this.#last = undefined;
+        this.#watch.seen(undefined);
         return undefined;
       }
       throw e;
     }
-    const spec = (this.#last.spec ?? {}) as LeaseSpecWire;
-    return {
-      holderIdentity: spec.holderIdentity ?? "",
-      leaseDurationSeconds: spec.leaseDurationSeconds ?? 0,
-      acquireTime: spec.acquireTime ?? "",
-      renewTime: spec.renewTime ?? "",
-      leaderTransitions: spec.leaseTransitions ?? 0,
-    };
+    this.#watch.seen(this.#last);
+    return recordOf(this.#last);
   }
 
   /** Creates the Lease. */
@@ -74,6 +93,7 @@ export class LeaseLock implements Lock {
       metadata: { name: this.#name, namespace: this.#namespace },
       spec: this.#spec(record) as V1Lease["spec"],
     }, { signal });
+    this.#watch.seen(this.#last);
   }
 
   /** Replaces the Lease last read (compare-and-swap on its resourceVersion). */
@@ -83,6 +103,12 @@ export class LeaseLock implements Lock {
       ...this.#last,
       spec: this.#spec(record) as V1Lease["spec"],
     }, { signal });
+    this.#watch.seen(this.#last);
+  }
+
+  /** Watches the Lease from the version last seen (see {@linkcode Lock.watch}). */
+  watch(options: LockWatchOptions): AsyncIterable<LeaderElectionRecord | undefined> {
+    return this.#watch.watch(options);
   }
 
   /** "leases namespace/name". */

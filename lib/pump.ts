@@ -10,11 +10,13 @@
  *
  * Where it resumes: from the token's resourceVersion; without a token, from
  * "now" (a full paginated list for the current resourceVersion; its items
- * are delivered only with backfill on). A 410 Expired, or a watch that the
- * server closes at once with nothing in it (what kube-apiserver does for
- * events, which have no watch cache, when the resourceVersion is too old),
- * means the history is gone: relist every page and deliver what is newer
- * than the token.
+ * are delivered only with backfill on). A 410 Expired means the history is
+ * gone: relist every page and deliver what is newer than the token. So does
+ * a watch that the server closes at once with nothing in it (what
+ * kube-apiserver does for events, which have no watch cache, when the
+ * resourceVersion is too old) if an exact list at the token answers 410
+ * too; otherwise the watch is opened again from the token, as a relist
+ * would lose every version of an event but its latest.
  *
  * Filtering happens in two places: a field selector goes with every list
  * and watch, so the API server leaves events out before they are sent; a
@@ -30,7 +32,13 @@ import { getLogger } from "@logtape/logtape";
 import { Backoff } from "./backoff.ts";
 import type { Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { GoneError, WatchStalledError } from "./errors.ts";
+import {
+  BadRequestError,
+  GoneError,
+  InvalidError,
+  type KubeApiError,
+  WatchStalledError,
+} from "./errors.ts";
 import { EVENTS, type KubeClient } from "./kube_client.ts";
 import type { Liveness } from "./liveness.ts";
 import type { Metrics } from "./metrics.ts";
@@ -118,6 +126,13 @@ export function isNewer(event: CoreV1Event, token: Token): boolean {
   // A missing or unreadable time cannot rule an event out.
   if (Number.isNaN(at) || Number.isNaN(since)) return true;
   return at >= since;
+}
+
+/** Whether the API server refused a request for its resourceVersion (400 or 422 naming it). */
+function refusesResourceVersion(e: KubeApiError): boolean {
+  const causes = e.status?.details?.causes ?? [];
+  return /resourceVersion/.test(e.status?.message ?? "") ||
+    causes.some((c) => /resourceVersion/.test(c.field ?? ""));
 }
 
 /** A FIFO with a capacity: push waits while full, take waits while empty. */
@@ -257,6 +272,8 @@ async function deliverLoop(
         signal.removeEventListener("abort", onAbort);
         hard.abort();
       }
+      // Delivered: the next failure starts its backoff from the beginning.
+      backoff.reset();
       o.onDelivered?.(records);
     }
     const at = items[items.length - 1]!.token;
@@ -295,6 +312,24 @@ async function sendWithRetry(
       });
       await backoff.wait(signal);
     }
+  }
+}
+
+/** Whether the server's history no longer reaches `token` (an exact list there answers 410). */
+async function historyGone(o: PumpOptions, token: Token, signal: AbortSignal): Promise<boolean> {
+  try {
+    // With a limit, a resourceVersion is matched exactly (the legacy rule
+    // kube-apiserver keeps): read from storage, it fails once compacted.
+    await o.client.list<CoreV1Event>(EVENTS, {
+      resourceVersion: token.resourceVersion,
+      limit: 1,
+      fieldSelector: o.fieldSelector,
+      signal,
+    });
+    return false;
+  } catch (e) {
+    if (e instanceof GoneError) return true;
+    throw e;
   }
 }
 
@@ -435,17 +470,47 @@ async function readLoop(
       const stale = received === 0 && clock.now() - started < (timeoutSeconds * 1000) / 2;
       metrics?.watchRestart(stale ? "stale" : "timeout");
       if (stale) {
-        // Closed at once with nothing: the server no longer has our resourceVersion.
-        log.warn("The watch from {rv} closed at once without events: relisting", {
-          rv: token.resourceVersion,
-        });
+        // Closed at once with nothing: what kube-apiserver does when it no
+        // longer has our resourceVersion, but also what a proxy or a server
+        // going down may do. A relist returns only the latest version of
+        // each event, so it would lose the changes in between while the
+        // history still holds them. A list with a limit at our
+        // resourceVersion is an exact read, answered 410 only once that
+        // history is gone: relist then, else watch again from the same place.
         if (backoff.failures > 0) await backoff.wait(signal);
         backoff.next();
         const since = token;
-        token = await listAll((e) => isNewer(e, since), since);
+        if (await historyGone(o, since, signal)) {
+          log.warn("The watch from {rv} closed at once without events: relisting", {
+            rv: since.resourceVersion,
+          });
+          token = await listAll((e) => isNewer(e, since), since);
+        } else {
+          log.warn(
+            "The watch from {rv} closed at once without events; its history is still there: watching again",
+            {
+              rv: since.resourceVersion,
+            },
+          );
+        }
       }
     } catch (e) {
       if (signal.aborted) break;
+      if (
+        (e instanceof BadRequestError || e instanceof InvalidError) && token !== undefined &&
+        token === o.token && refusesResourceVersion(e)
+      ) {
+        // Only the checkpoint can hold a resourceVersion this server never
+        // handed out (written by hand, or by another cluster): nothing can
+        // be replayed from it, and retrying it would stop delivery for good.
+        log.warn(
+          "The API server refuses the checkpoint's resourceVersion {rv} ({error}): starting " +
+            "from now; events since the checkpoint cannot be replayed",
+          { rv: token.resourceVersion, error: e.message },
+        );
+        token = undefined;
+        continue;
+      }
       let failure = e;
       metrics?.watchRestart(
         e instanceof GoneError ? "expired" : e instanceof WatchStalledError ? "stalled" : "error",
@@ -464,7 +529,16 @@ async function readLoop(
           failure = relistError;
         }
       }
-      log.warn("Watching events failed: {error}; retrying", { error: String(failure) });
+      if (token === undefined) {
+        log.warn("Watching events failed: {error}; retrying", { error: String(failure) });
+      } else {
+        // After malformed data too: the events before it moved the token,
+        // so the watch resumes right after the last good one.
+        log.warn("Watching events failed: {error}; retrying from resourceVersion {rv}", {
+          error: String(failure),
+          rv: token.resourceVersion,
+        });
+      }
       try {
         await backoff.wait(signal);
       } catch {

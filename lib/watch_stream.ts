@@ -25,48 +25,73 @@ function excerpt(line: string): string {
   return line.length > 120 ? `${line.slice(0, 120)}...` : line;
 }
 
-/** Parses one line of a watch stream; throws the Status error for ERROR events. */
-export function parseWatchLine<T>(line: string): WatchEvent<T> {
+function article(type: string): string {
+  return /^[AEIOU]/.test(type) ? "an" : "a";
+}
+
+/**
+ * Parses one line of a watch stream; throws the Status error for ERROR
+ * events and {@linkcode WatchDecodeError} for anything that is not a valid
+ * watch event, naming the line when its number is given.
+ */
+export function parseWatchLine<T>(line: string, lineNumber?: number): WatchEvent<T> {
+  const which = lineNumber === undefined ? "A watch line" : `Line ${lineNumber} of the watch`;
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);
   } catch {
-    throw new WatchDecodeError(`Watch sent a line that is not JSON: ${excerpt(line)}`);
+    throw new WatchDecodeError(`${which} is not JSON: ${excerpt(line)}`);
   }
   const event = parsed as { type?: unknown; object?: unknown };
   if (event === null || typeof event !== "object" || typeof event.type !== "string") {
-    throw new WatchDecodeError(`Watch sent an object without a type: ${excerpt(line)}`);
+    throw new WatchDecodeError(`${which} is not a watch event (no type): ${excerpt(line)}`);
   }
-  if (event.type === "ERROR") {
+  const type = event.type;
+  if (type === "ERROR") {
     const status = event.object as KubeStatus | undefined;
     if (status === undefined || status === null || typeof status !== "object") {
-      throw new WatchDecodeError(`Watch sent an ERROR event without a Status: ${excerpt(line)}`);
+      throw new WatchDecodeError(`${which} is an ERROR event without a Status: ${excerpt(line)}`);
     }
     throw errorFromStatus(status);
   }
-  if (!TYPES.has(event.type)) {
-    throw new WatchDecodeError(`Watch sent an unknown event type "${event.type}"`);
+  if (!TYPES.has(type)) {
+    throw new WatchDecodeError(`${which} has an unknown event type "${type}": ${excerpt(line)}`);
   }
-  const obj = event.object as { metadata?: { resourceVersion?: unknown } } | undefined;
-  if (typeof obj?.metadata?.resourceVersion !== "string" || obj.metadata.resourceVersion === "") {
+  const obj = event.object as { metadata?: { resourceVersion?: unknown } } | null | undefined;
+  const rv = obj?.metadata?.resourceVersion;
+  if (typeof rv !== "string" || rv === "") {
+    const what = obj === null || typeof obj !== "object"
+      ? "without an object"
+      : obj.metadata === null || typeof obj.metadata !== "object"
+      ? "whose object has no metadata"
+      : "whose object has no metadata.resourceVersion";
     throw new WatchDecodeError(
-      `Watch sent a ${event.type} event whose object has no metadata.resourceVersion: ${
-        excerpt(line)
-      }`,
+      `${which} is ${article(type)} ${type} event ${what}: ${excerpt(line)}`,
     );
   }
   return event as WatchEvent<T>;
+}
+
+/** How far a watch body has been read; {@linkcode readWatchBatches} keeps it up to date. */
+export interface WatchPosition {
+  /** Lines read in full (blank ones included). */
+  lines: number;
+  /** Characters received of the line after them; 0 between lines. */
+  partial: number;
 }
 
 /**
  * Yields the events of a watch body, one batch per network chunk. Events
  * before an ERROR event or a malformed line are yielded first; then the
  * error is thrown. A body that ends in the middle of a line throws
- * {@linkcode WatchDecodeError}. The caller cancels by breaking out of the
- * loop (the body is cancelled in `finally`).
+ * {@linkcode WatchDecodeError}; one that fails throws its error, and
+ * `position` (updated as the body is read) tells where it failed. The
+ * caller cancels by breaking out of the loop (the body is cancelled in
+ * `finally`).
  */
 export async function* readWatchBatches<T = Record<string, unknown>>(
   body: ReadableStream<Uint8Array>,
+  position: WatchPosition = { lines: 0, partial: 0 },
 ): AsyncGenerator<WatchEvent<T>[], void, undefined> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let pending = "";
@@ -81,21 +106,28 @@ export async function* readWatchBatches<T = Record<string, unknown>>(
       while ((nl = pending.indexOf("\n", start)) >= 0) {
         const line = pending.slice(start, nl);
         start = nl + 1;
+        position.lines++;
         if (line.trim() === "") continue;
         let event: WatchEvent<T>;
         try {
-          event = parseWatchLine<T>(line);
+          event = parseWatchLine<T>(line, position.lines);
         } catch (e) {
+          position.partial = 0;
           if (batch.length > 0) yield batch;
           throw e;
         }
         batch.push(event);
       }
       pending = pending.slice(start);
+      position.partial = pending.length;
       if (batch.length > 0) yield batch;
     }
     if (pending.trim() !== "") {
-      throw new WatchDecodeError(`Watch ended in the middle of an event: ${excerpt(pending)}`);
+      throw new WatchDecodeError(
+        `The watch ended in the middle of an event, on line ${position.lines + 1}: ${
+          excerpt(pending)
+        }`,
+      );
     }
   } finally {
     await reader.cancel().catch(() => {});

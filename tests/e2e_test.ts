@@ -217,12 +217,26 @@ Deno.test({
       }
       // Let the generator finish, the recorder see its last change and the leader catch up.
       await withTimeout(finished, 120_000, "the generator to finish");
-      const finalRv = Number((await client.list(EVENTS, { limit: 1 })).resourceVersion);
+      const sentinel = await client.create<{ metadata: { uid: string; resourceVersion: string } }>(
+        EVENTS,
+        "default",
+        {
+          metadata: { name: "e2e-sentinel.1" },
+          involvedObject: { kind: "Pod", namespace: "default", name: "e2e-sentinel" },
+          reason: "Sentinel",
+          message: "The last event of the run",
+          type: "Normal",
+        } as never,
+      );
+      // Created after the generator finished: once the recorder has it, it has
+      // every generated change (a watch is ordered).
+      const sentinelKey = `${sentinel.metadata.uid}/${sentinel.metadata.resourceVersion}`;
+      const finalRv = Number(sentinel.metadata.resourceVersion);
       const delivered = () => all.flatMap((p) => keysOf(p));
       const caughtUp = async () => {
         for (;;) {
           const seen = new Set(delivered());
-          if (lastRecordedRv >= finalRv && [...generated].every((k) => seen.has(k))) return;
+          if (generated.has(sentinelKey) && [...generated].every((k) => seen.has(k))) return;
           await new Promise((r) => setTimeout(r, 100));
         }
       };

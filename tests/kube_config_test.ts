@@ -112,6 +112,73 @@ Deno.test("loadKubeConfig finds the kubeconfig the way kubectl users expect", as
       assert.match(loaded.warnings[0]!, /TLS verification of https:\/\/127\.0\.0\.1:1 is off/);
     });
 
+    await t.step("a context naming an undefined user is refused, naming both", async () => {
+      const file = `${dir}/ghost-user`;
+      const doc = YAML.parse(kubeconfigYaml());
+      doc.contexts[0].context.user = "ghost";
+      await Deno.writeTextFile(file, YAML.stringify(doc));
+      rejectsWith(
+        () => loadKubeConfig({ path: file }),
+        /context "ctx" names user "ghost", which the kubeconfig does not define/,
+      );
+    });
+
+    await t.step(
+      "an auth-provider is refused naming the context, the user and the provider",
+      async () => {
+        for (const name of ["oidc", "gcp", "azure", "something"]) {
+          const file = `${dir}/provider-${name}`;
+          const doc = YAML.parse(kubeconfigYaml());
+          doc.users[0].user = { "auth-provider": { name, config: {} } };
+          await Deno.writeTextFile(file, YAML.stringify(doc));
+          rejectsWith(
+            () => loadKubeConfig({ path: file }),
+            new RegExp(
+              `^Cannot use kubeconfig file ${file}: context "ctx", user "u": auth-provider "${name}"`,
+            ),
+          );
+        }
+      },
+    );
+
+    await t.step("an exec plugin needs a known apiVersion and a command", async () => {
+      const write = async (exec: Record<string, unknown>) => {
+        const file = `${dir}/exec`;
+        const doc = YAML.parse(kubeconfigYaml());
+        doc.users[0].user = { exec };
+        await Deno.writeTextFile(file, YAML.stringify(doc));
+        return file;
+      };
+      for (const apiVersion of [undefined, "client.authentication.k8s.io/v1alpha1", "v1"]) {
+        const file = await write({ apiVersion, command: "/bin/true" });
+        rejectsWith(
+          () => loadKubeConfig({ path: file }),
+          new RegExp(`exec apiVersion "${apiVersion ?? ""}" is not supported`),
+        );
+      }
+      const noCommand = await write({ apiVersion: "client.authentication.k8s.io/v1" });
+      rejectsWith(() => loadKubeConfig({ path: noCommand }), /exec names no command/);
+      // This test runs with every permission: a plugin of a known version loads.
+      for (
+        const apiVersion of [
+          "client.authentication.k8s.io/v1",
+          "client.authentication.k8s.io/v1beta1",
+        ]
+      ) {
+        const file = await write({ apiVersion, command: "/bin/true" });
+        assert.equal(loadKubeConfig({ path: file }).origin, `file ${file}`);
+      }
+    });
+
+    await t.step("relative certificate paths are the kubeconfig's folder's", async () => {
+      await Deno.mkdir(`${dir}/certs`, { recursive: true });
+      const doc = YAML.parse(kubeconfigYaml());
+      doc.clusters[0].cluster["certificate-authority"] = "ca.pem";
+      await Deno.writeTextFile(`${dir}/certs/kubeconfig`, YAML.stringify(doc));
+      const loaded = loadKubeConfig({ path: `${dir}/certs/kubeconfig` });
+      assert.equal(loaded.config.getCurrentCluster()?.caFile, `${dir}/certs/ca.pem`);
+    });
+
     await t.step("authHeaders() gives the user's bearer token", async () => {
       const { config } = loadKubeConfig({ path: real });
       assert.deepEqual(await config.authHeaders(), { Authorization: "Bearer secret-token" });

@@ -161,22 +161,64 @@ Deno.test("readWatchBatches is strict: anything but a valid event is an error", 
     assert.match(out.error.message, /unknown event type "RENAMED"/);
   });
 
-  await t.step("an object without metadata.resourceVersion throws WatchDecodeError", async () => {
-    for (
-      const bad of [
-        { type: "ADDED", object: { metadata: { name: "a" } } },
-        { type: "MODIFIED", object: { metadata: { name: "a", resourceVersion: "" } } },
-        { type: "DELETED", object: { metadata: { name: "a", resourceVersion: 12 } } },
-        { type: "BOOKMARK", object: {} },
-        { type: "ADDED", object: null },
-        { type: "ADDED" },
-      ]
-    ) {
-      const out = await drain(textBody(`${JSON.stringify(bad)}\n`));
-      assert.equal(out.events.length, 0);
-      assert.ok(out.error instanceof WatchDecodeError, JSON.stringify(bad));
-      assert.match(out.error.message, /metadata\.resourceVersion/);
-    }
+  await t.step(
+    "an event without an object, metadata or resourceVersion throws WatchDecodeError saying which",
+    async () => {
+      const cases: [unknown, string][] = [
+        [
+          { type: "ADDED", object: { metadata: { name: "a" } } },
+          "whose object has no metadata.resourceVersion",
+        ],
+        [
+          { type: "MODIFIED", object: { metadata: { name: "a", resourceVersion: "" } } },
+          "whose object has no metadata.resourceVersion",
+        ],
+        [
+          { type: "DELETED", object: { metadata: { name: "a", resourceVersion: 12 } } },
+          "whose object has no metadata.resourceVersion",
+        ],
+        [{ type: "BOOKMARK", object: {} }, "whose object has no metadata"],
+        [
+          { type: "ADDED", object: { kind: "Event", metadata: null } },
+          "whose object has no metadata",
+        ],
+        [{ type: "ADDED", object: null }, "without an object"],
+        [{ type: "ADDED" }, "without an object"],
+      ];
+      for (const [bad, what] of cases) {
+        const text = JSON.stringify(bad);
+        const out = await drain(textBody(`${text}\n`));
+        assert.equal(out.events.length, 0);
+        assert.ok(out.error instanceof WatchDecodeError, text);
+        const type = (bad as { type: string }).type;
+        const a = type === "ADDED" ? "an" : "a";
+        assert.equal(
+          out.error.message,
+          `Line 1 of the watch is ${a} ${type} event ${what}: ${text}`,
+        );
+      }
+    },
+  );
+
+  await t.step("errors name the line, counting blank lines, and quote it", async () => {
+    const out = await drain(
+      textBody(line("ADDED", "a", "1"), "\n" + line("ADDED", "b", "2"), "not json\n"),
+    );
+    assert.deepEqual(names(out.events), ["a", "b"]);
+    assert.ok(out.error instanceof WatchDecodeError);
+    assert.equal(out.error.message, "Line 4 of the watch is not JSON: not json");
+    const weird = `{"type":"WEIRD","object":{"metadata":{"resourceVersion":"3"}}}`;
+    const unknown = await drain(
+      textBody(line("ADDED", "a", "1") + line("ADDED", "b", "2") + `${weird}\n`),
+    );
+    assert.ok(unknown.error instanceof WatchDecodeError);
+    assert.equal(
+      unknown.error.message,
+      `Line 3 of the watch has an unknown event type "WEIRD": ${weird}`,
+    );
+    const long = await drain(textBody(`${"x".repeat(500)}\n`));
+    assert.ok(long.error instanceof WatchDecodeError);
+    assert.equal(long.error.message, `Line 1 of the watch is not JSON: ${"x".repeat(120)}...`);
   });
 
   await t.step("a JSON value that is not an event object throws WatchDecodeError", async () => {
@@ -220,7 +262,10 @@ Deno.test("readWatchBatches is strict: anything but a valid event is an error", 
       const out = await drain(textBody(line("ADDED", "a", "1"), '{"type":"ADDED","obj'));
       assert.deepEqual(names(out.events), ["a"]);
       assert.ok(out.error instanceof WatchDecodeError);
-      assert.match(out.error.message, /in the middle of an event/);
+      assert.equal(
+        out.error.message,
+        'The watch ended in the middle of an event, on line 2: {"type":"ADDED","obj',
+      );
     },
   );
 
@@ -231,21 +276,55 @@ Deno.test("readWatchBatches is strict: anything but a valid event is an error", 
     assert.match(out.error.message, /in the middle of an event/);
   });
 
-  await t.step("a body that errors propagates the stream's error", async () => {
-    const broken = new Error("connection reset");
-    let sent = false;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (!sent) {
-          sent = true;
-          controller.enqueue(encoder.encode(line("ADDED", "a", "1")));
-        } else controller.error(broken);
-      },
-    });
-    const out = await drain(body);
-    assert.deepEqual(names(out.events), ["a"]);
-    assert.equal(out.error, broken);
-  });
+  await t.step(
+    "a body that errors propagates the stream's error, the position telling where",
+    async (t) => {
+      const broken = new Error("connection reset");
+      const bodyBreakingAfter = (...chunks: string[]) => {
+        let i = 0;
+        return new ReadableStream<Uint8Array>({
+          pull(controller) {
+            const chunk = chunks[i++];
+            if (chunk === undefined) controller.error(broken);
+            else controller.enqueue(encoder.encode(chunk));
+          },
+        });
+      };
+      await t.step("between lines", async () => {
+        const position = { lines: 0, partial: 0 };
+        const events: WatchEvent[] = [];
+        const error = await (async () => {
+          for await (
+            const b of readWatchBatches(bodyBreakingAfter(line("ADDED", "a", "1")), position)
+          ) {
+            events.push(...b);
+          }
+        })().catch((e) => e);
+        assert.deepEqual(names(events), ["a"]);
+        assert.equal(error, broken);
+        assert.deepEqual(position, { lines: 1, partial: 0 });
+      });
+      await t.step("in the middle of a line", async () => {
+        const position = { lines: 0, partial: 0 };
+        const events: WatchEvent[] = [];
+        const error = await (async () => {
+          for await (
+            const b of readWatchBatches(
+              bodyBreakingAfter(
+                line("ADDED", "a", "1") + line("ADDED", "b", "2"),
+                '{"type":"ADD',
+                "ED",
+              ),
+              position,
+            )
+          ) events.push(...b);
+        })().catch((e) => e);
+        assert.deepEqual(names(events), ["a", "b"]);
+        assert.equal(error, broken);
+        assert.deepEqual(position, { lines: 2, partial: 14 });
+      });
+    },
+  );
 });
 
 Deno.test("readWatchBatches cancels the body when the consumer stops early", async () => {

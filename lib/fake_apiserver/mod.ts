@@ -29,10 +29,17 @@ export {
   type FailureRule,
   FakeApiServer,
   type FakeApiServerOptions,
+  type HoldOptions,
+  HTML_PAGE,
   type KubeconfigOptions,
+  type RequestHold,
+  type RequestRule,
   type RunningGenerator,
   startFakeApiServer,
+  type WatchFault,
+  type WatchFaultRule,
 } from "./server.ts";
+export { NON_JSON_LINE } from "./watch.ts";
 export type { PolicyRule, UserSpec } from "./auth.ts";
 export {
   type CoreEvent,

@@ -60,7 +60,7 @@ import {
 import { CompactedError, type KubeObject, Store, type StoredRecord } from "./store.ts";
 import { type IncludeObject, renderTable, wantsTable } from "./table.ts";
 import { generateTlsMaterial, type TlsMaterial } from "./tls.ts";
-import { WatchStream } from "./watch.ts";
+import { type StreamFault, type StreamFaultKind, WatchStream } from "./watch.ts";
 
 /** Options for {@linkcode startFakeApiServer}. Every field is optional. */
 export interface FakeApiServerOptions {
@@ -99,12 +99,8 @@ export interface FakeApiServerOptions {
   now?: () => number;
 }
 
-/** A rule for {@linkcode FakeApiServer.failNext}. */
-export interface FailureRule {
-  /** HTTP code to answer: 500, 503 or 429 (default 503). */
-  code?: 429 | 500 | 503;
-  /** Retry-After seconds sent with 429 and 503 (default 1 for 429). */
-  retryAfterSeconds?: number;
+/** Which resource requests a fault applies to; every given field must match. */
+export interface RequestRule {
   /** Only requests with one of these verbs (default: any resource request). */
   verbs?: string[];
   /** Only requests for one of these resources (plural name). */
@@ -112,6 +108,73 @@ export interface FailureRule {
   /** Only requests from this identity. */
   identity?: string;
 }
+
+/** A rule for {@linkcode FakeApiServer.failNext}. */
+export interface FailureRule extends RequestRule {
+  /** HTTP code to answer: 500, 503 or 429 (default 503). */
+  code?: 429 | 500 | 503;
+  /** Retry-After seconds sent with 429 and 503 (default 1 for 429). */
+  retryAfterSeconds?: number;
+}
+
+/** Options for {@linkcode FakeApiServer.holdRequests}. */
+export interface HoldOptions {
+  /**
+   * Carry out a held request even when its client went away meanwhile, as
+   * an API server that had the whole request may: the body is read before
+   * the hold, and the answer goes to nobody (default false: a client that
+   * goes away abandons its request, which is never carried out).
+   */
+  completeWithoutClient?: boolean;
+}
+
+/** Requests held by {@linkcode FakeApiServer.holdRequests}. */
+export interface RequestHold {
+  /** Resolves with the identity of the first request held. */
+  readonly arrived: Promise<string>;
+  /** Requests held so far, released or abandoned ones included. */
+  readonly count: number;
+  /** Lets the held requests go on, and holds no more. */
+  release(): void;
+}
+
+/**
+ * Malformed data {@linkcode FakeApiServer.injectWatchFault} puts into a
+ * watch: a line that is not JSON, a chunk cut in the middle of a line
+ * followed by a broken connection, an event of type "WEIRD", an ADDED event
+ * whose object has no metadata, or a 200 answer with an HTML page.
+ */
+export type WatchFault = StreamFaultKind | "html-200";
+
+/** Which watches a {@linkcode FakeApiServer.injectWatchFault} fault may hit. */
+export interface WatchFaultRule {
+  /** Only watches of one of these resources (plural name; default any). */
+  resources?: string[];
+  /** Only watches of this identity (default any). */
+  identity?: string;
+}
+
+interface ActiveHold {
+  rule: RequestRule;
+  options: HoldOptions;
+  hold: RequestHold;
+  wait: (identity: string, signal: AbortSignal | undefined) => Promise<void>;
+}
+
+function matches(rule: RequestRule, identity: string, info: RequestInfo): boolean {
+  return (rule.verbs === undefined || rule.verbs.includes(info.verb)) &&
+    (rule.resources === undefined || rule.resources.includes(info.resource)) &&
+    (rule.identity === undefined || rule.identity === identity);
+}
+
+interface PendingWatchFault extends WatchFaultRule {
+  kind: WatchFault;
+  sent: (lastGoodRv: string | undefined) => void;
+}
+
+/** The page a "html-200" fault answers with, as an authenticating proxy might. */
+export const HTML_PAGE =
+  "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form>Please sign in</form></body></html>\n";
 
 /** Options for {@linkcode FakeApiServer.kubeconfig}. */
 export interface KubeconfigOptions {
@@ -229,6 +292,9 @@ export class FakeApiServer {
   #port: number;
   #watches = new Set<WatchStream>();
   #failures: PendingFailure[] = [];
+  #watchFaults: PendingWatchFault[] = [];
+  #holds = new Set<ActiveHold>();
+  #watchPieceBytes = 0;
   #latencyMs = 0;
   #stallAll = false;
   #partitioned = new Map<string, { waiters: Set<() => void> }>();
@@ -396,6 +462,52 @@ export class FakeApiServer {
     this.#latencyMs = ms;
   }
 
+  /**
+   * Holds every resource request matching `rule` just before it is carried
+   * out, until released (a write "in flight" for as long as a test needs).
+   * A held request whose client goes away is abandoned (logged with code
+   * 499), unless `completeWithoutClient` is set.
+   */
+  holdRequests(rule: RequestRule, options: HoldOptions = {}): RequestHold {
+    const arrived = Promise.withResolvers<string>();
+    const released = Promise.withResolvers<void>();
+    let count = 0;
+    let open = true;
+    const hold: RequestHold = {
+      arrived: arrived.promise,
+      get count() {
+        return count;
+      },
+      release: () => {
+        open = false;
+        this.#holds.delete(active);
+        released.resolve();
+      },
+    };
+    const active: ActiveHold = {
+      rule,
+      options,
+      hold,
+      wait: (identity, signal) => {
+        if (!open) return Promise.resolve();
+        count++;
+        arrived.resolve(identity);
+        if (signal === undefined) return released.promise;
+        return new Promise<void>((resolve, reject) => {
+          if (signal.aborted) return reject(signal.reason);
+          const onAbort = () => reject(signal.reason);
+          signal.addEventListener("abort", onAbort, { once: true });
+          released.promise.then(() => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          });
+        });
+      },
+    };
+    this.#holds.add(active);
+    return hold;
+  }
+
   /** Breaks every open watch connection (abruptly by default, or with a clean end). */
   dropWatches(options: { abrupt?: boolean; identity?: string } = {}): number {
     let n = 0;
@@ -406,6 +518,53 @@ export class FakeApiServer {
       n++;
     }
     return n;
+  }
+
+  /**
+   * Makes one watch send malformed data, once; resolves when it has been
+   * sent, with the resourceVersion of the last complete event line the
+   * watch sent before it (where a client should resume; undefined for
+   * "html-200", or when the watch had sent none). "html-200" answers the next matching watch request with 200, a
+   * `text/html` content type and {@linkcode HTML_PAGE}. The other kinds go
+   * into the next chunk with events of a matching watch, open now or opened
+   * later: the bad line right after the chunk's first line (the lines after
+   * it are sent too), or for "truncated-chunk" the first line and half of
+   * the next (half of the only one), then the connection is broken.
+   * Faults are taken in the order they were injected.
+   */
+  injectWatchFault(kind: WatchFault, rule: WatchFaultRule = {}): Promise<string | undefined> {
+    const sent = Promise.withResolvers<string | undefined>();
+    this.#watchFaults.push({ ...rule, kind, sent: sent.resolve });
+    return sent.promise;
+  }
+
+  /**
+   * Sends watch bodies in pieces of at most `bytes` bytes, cutting through
+   * lines and UTF-8 characters alike; 0 sends whole chunks again.
+   */
+  splitWatchBodies(bytes: number): void {
+    this.#watchPieceBytes = bytes;
+  }
+
+  /**
+   * Takes the first pending watch fault for this watch if it is of a kind
+   * `accept` takes (a later one waits for it: faults go in order).
+   */
+  #takeWatchFault<K extends WatchFault>(
+    t: ResourceType,
+    identity: string,
+    accept: (kind: WatchFault) => kind is K,
+  ): { kind: K; sent: (lastGoodRv: string | undefined) => void } | undefined {
+    const idx = this.#watchFaults.findIndex((f) =>
+      (f.resources === undefined || f.resources.includes(t.resource)) &&
+      (f.identity === undefined || f.identity === identity)
+    );
+    const f = this.#watchFaults[idx];
+    if (f === undefined) return undefined;
+    const kind = f.kind;
+    if (!accept(kind)) return undefined;
+    this.#watchFaults.splice(idx, 1);
+    return { kind, sent: f.sent };
   }
 
   /** Stalls every watch: connections stay open but no byte is sent until resumed. */
@@ -533,6 +692,19 @@ export class FakeApiServer {
       if (this.#latencyMs > 0) await delay(this.#latencyMs, req.signal);
       this.#injectFailure(identity, info);
       this.#auth.authorize(user, info);
+      const hold = info.isResourceRequest
+        ? [...this.#holds].find((h) => matches(h.rule, identity, info))
+        : undefined;
+      if (hold !== undefined) {
+        if (hold.options.completeWithoutClient === true) {
+          // The whole request first: then it no longer depends on its client.
+          const body = req.body === null ? undefined : await req.arrayBuffer();
+          req = new Request(req.url, { method: req.method, headers: req.headers, body });
+          await hold.wait(identity, undefined);
+        } else {
+          await hold.wait(identity, req.signal);
+        }
+      }
       const res = await this.#route(req, url, info, identity);
       code = res.status;
       return res;
@@ -585,12 +757,7 @@ export class FakeApiServer {
 
   #injectFailure(identity: string, info: RequestInfo): void {
     if (!info.isResourceRequest) return;
-    const idx = this.#failures.findIndex((f) =>
-      f.remaining > 0 &&
-      (f.verbs === undefined || f.verbs.includes(info.verb)) &&
-      (f.resources === undefined || f.resources.includes(info.resource)) &&
-      (f.identity === undefined || f.identity === identity)
-    );
+    const idx = this.#failures.findIndex((f) => f.remaining > 0 && matches(f, identity, info));
     if (idx < 0) return;
     const f = this.#failures[idx]!;
     if (--f.remaining === 0) this.#failures.splice(idx, 1);
@@ -840,6 +1007,14 @@ export class FakeApiServer {
     identity: string,
   ): Response {
     if (p.has("continue")) throw badRequest("a watch request cannot carry a continue token");
+    const html = this.#takeWatchFault(t, identity, (k): k is "html-200" => k === "html-200");
+    if (html !== undefined) {
+      html.sent(undefined);
+      return new Response(HTML_PAGE, {
+        status: 200,
+        headers: { "content-type": "text/html; charset=utf-8" },
+      });
+    }
     const match = this.#matcher(t, p) ?? (() => true);
     const rvParam = p.get("resourceVersion") ?? "";
     let fromRv = this.store.currentRv;
@@ -883,6 +1058,9 @@ export class FakeApiServer {
         : undefined,
       stalled: () => this.#stallAll || this.#partitioned.has(identity),
       onClose: () => this.#watches.delete(stream),
+      takeFault: (): StreamFault | undefined =>
+        this.#takeWatchFault(t, identity, (k): k is StreamFaultKind => k !== "html-200"),
+      pieceBytes: () => this.#watchPieceBytes,
     });
     this.#watches.add(stream);
     const contentType = table ? "application/json;as=Table;v=v1;g=meta.k8s.io" : "application/json";

@@ -45,7 +45,30 @@ export interface WatchStreamOptions {
   stalled: () => boolean;
   /** Called once when the stream ends, for whatever reason. */
   onClose: () => void;
+  /**
+   * A malformed-data fault due on this watch, if any; asked before each
+   * chunk with events is sent, and taken by that chunk (fault injection).
+   */
+  takeFault?: () => StreamFault | undefined;
+  /** Largest piece of the body sent at once, in bytes; 0 sends whole chunks (fault injection). */
+  pieceBytes?: () => number;
 }
+
+/** The malformed data a watch stream can be made to send. */
+export type StreamFaultKind = "non-json-line" | "truncated-chunk" | "unknown-type" | "no-metadata";
+
+/** A fault taken by a watch stream. */
+export interface StreamFault {
+  kind: StreamFaultKind;
+  /**
+   * Called once the malformed data has been sent, with the resourceVersion
+   * of the last complete line before it (undefined when there was none).
+   */
+  sent: (lastGoodRv: string | undefined) => void;
+}
+
+/** The line a "non-json-line" fault sends: what a proxy's error page looks like. */
+export const NON_JSON_LINE = "<html><body><h1>502 Bad Gateway</h1></body></html>";
 
 const CHUNK_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
@@ -66,6 +89,13 @@ export class WatchStream {
   #timers: ReturnType<typeof setTimeout>[] = [];
   #unsubscribe: () => void;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
+  /** Bytes produced but not yet sent (when the body goes out in pieces). */
+  #queued: Uint8Array | undefined;
+  /** Break the connection once #queued is sent (a truncated-chunk fault). */
+  #breakAfterQueued: (() => void) | undefined;
+  /** The resourceVersion of the last line produced, and of the last line before this chunk. */
+  #lastLineRv: string | undefined;
+  #beforeChunkRv: string | undefined;
 
   constructor(options: WatchStreamOptions) {
     this.#o = options;
@@ -131,10 +161,27 @@ export class WatchStream {
   async #pull(): Promise<void> {
     while (!this.#closed) {
       if (!this.#o.stalled()) {
+        if (this.#queued !== undefined) {
+          this.#send(this.#queued);
+          return;
+        }
+        if (this.#breakAfterQueued !== undefined) {
+          // Erroring the stream discards what it has not handed to the
+          // connection yet, and over TLS the connection may still hold the
+          // last piece: give the event loop two turns to write it out.
+          const sent = this.#breakAfterQueued;
+          this.#breakAfterQueued = undefined;
+          for (let turn = 0; turn < 2; turn++) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
+          }
+          this.abort();
+          sent();
+          return;
+        }
         const chunk = this.#produce();
         if (chunk === null) return; // Closed while producing.
         if (chunk !== "") {
-          this.#controller.enqueue(encoder.encode(chunk));
+          this.#send(encoder.encode(this.#applyFault(chunk)));
           return;
         }
         if (this.#timedOut) {
@@ -148,7 +195,56 @@ export class WatchStream {
     }
   }
 
+  /** Enqueues bytes, or their first piece when the body goes out in pieces. */
+  #send(bytes: Uint8Array): void {
+    const max = this.#o.pieceBytes?.() ?? 0;
+    if (max > 0 && bytes.length > max) {
+      this.#controller.enqueue(bytes.slice(0, max));
+      this.#queued = bytes.subarray(max);
+    } else {
+      this.#controller.enqueue(bytes);
+      this.#queued = undefined;
+    }
+  }
+
+  /**
+   * Puts a due fault into a chunk of complete lines: a bad line after the
+   * first line, or (truncated-chunk) the first line and half of the next
+   * (half of the only one) followed by a broken connection.
+   */
+  #applyFault(chunk: string): string {
+    const fault = this.#o.takeFault?.();
+    if (fault === undefined) return chunk;
+    const nl = chunk.indexOf("\n") + 1;
+    const first = chunk.slice(0, nl);
+    const rest = chunk.slice(nl);
+    const event = JSON.parse(first) as {
+      type: string;
+      object: Record<string, unknown> & { metadata?: { resourceVersion?: string } };
+    };
+    const firstRv = event.object.metadata?.resourceVersion;
+    if (fault.kind === "truncated-chunk") {
+      if (rest === "") {
+        this.#breakAfterQueued = () => fault.sent(this.#beforeChunkRv);
+        return first.slice(0, Math.floor(first.length / 2));
+      }
+      this.#breakAfterQueued = () => fault.sent(firstRv);
+      return first + rest.slice(0, Math.floor(rest.indexOf("\n") / 2));
+    }
+    let bad: string;
+    if (fault.kind === "non-json-line") bad = NON_JSON_LINE;
+    else if (fault.kind === "unknown-type") {
+      bad = JSON.stringify({ type: "WEIRD", object: event.object });
+    } else {
+      const { metadata: _metadata, ...object } = event.object;
+      bad = JSON.stringify({ type: "ADDED", object });
+    }
+    queueMicrotask(() => fault.sent(firstRv));
+    return `${first}${bad}\n${rest}`;
+  }
+
   #bookmarkLine(): string {
+    this.#lastLineRv = String(this.#cursor);
     return `{"type":"BOOKMARK","object":${bookmarkJson(this.#o.type, this.#cursor)}}\n`;
   }
 
@@ -158,6 +254,7 @@ export class WatchStream {
       ? objectJson(this.#o.type, record)
       : render(this.#o.type, record, this.#first);
     this.#first = false;
+    this.#lastLineRv = String(record.rv);
     return `{"type":"${type}","object":${json}}\n`;
   }
 
@@ -177,6 +274,7 @@ export class WatchStream {
   /** Serialises what is due next; "" when there is nothing to send, null when the stream ended. */
   #produce(): string | null {
     const o = this.#o;
+    this.#beforeChunkRv = this.#lastLineRv;
     let out = "";
     while (this.#initialIndex < o.initial.length && out.length < CHUNK_BYTES) {
       out += this.#line("ADDED", o.initial[this.#initialIndex++]!);
