@@ -280,6 +280,29 @@ export class Checkpointer {
     }
   }
 
+  /**
+   * After a 409: whether the ConfigMap still carries our term stamp (then it
+   * becomes the version the next write swaps on). A failed read counts as
+   * not ours: fencing is the safe side.
+   */
+  async #stillOurs(signal?: AbortSignal): Promise<boolean> {
+    try {
+      const cm = await this.#o.client.get<V1ConfigMap>(
+        CONFIGMAPS,
+        this.#o.namespace,
+        this.#o.name,
+        {
+          signal: this.#timeout(signal),
+        },
+      );
+      if (cm.metadata?.annotations?.[TERM_ANNOTATION] !== this.#o.term) return false;
+      this.#last = cm;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Writes the pending position now, if any (compare-and-swap; 409 means fenced). */
   async flush(signal?: AbortSignal): Promise<void> {
     const token = this.#pending;
@@ -306,7 +329,20 @@ export class Checkpointer {
       this.#writes++;
       this.#o.metrics?.checkpointWrite("written");
     } catch (e) {
-      this.#o.metrics?.checkpointWrite(e instanceof ConflictError ? "fenced" : "failed");
+      const raced = e instanceof ConflictError && await this.#stillOurs(signal);
+      this.#o.metrics?.checkpointWrite(
+        e instanceof ConflictError && !raced ? "fenced" : "failed",
+      );
+      if (raced) {
+        // Our own earlier write landed after its request had timed out:
+        // the ConfigMap moved on, but still under our term. Write again on it.
+        log.info("Checkpoint write raced our own earlier write; writing again");
+        if (this.#pending === undefined) {
+          this.#pending = token;
+          this.#pendingEvents += events;
+        }
+        return;
+      }
       if (e instanceof ConflictError) {
         // A newer leader has stamped its term: this write must not land.
         this.#fenced = true;

@@ -204,10 +204,15 @@ export class Metrics {
 
   /** A sink acknowledged these events; `now` and the events' times give the latency. */
   delivered(sink: string, events: readonly { type?: string; time?: string }[], now: number): void {
+    const byType = { Normal: 0, Warning: 0, other: 0 };
+    const latency = this.#latency.labels({ sink });
     for (const e of events) {
-      this.#delivered.inc({ sink, type: eventTypeLabel(e.type) });
+      byType[eventTypeLabel(e.type)]++;
       const at = e.time === undefined ? NaN : Date.parse(e.time);
-      if (!Number.isNaN(at)) this.#latency.observe({ sink }, Math.max(0, now - at) / 1000);
+      if (!Number.isNaN(at)) latency.observe(Math.max(0, now - at) / 1000);
+    }
+    for (const [type, n] of Object.entries(byType)) {
+      if (n > 0) this.#delivered.inc({ sink, type }, n);
     }
   }
 

@@ -41,7 +41,7 @@ import {
 } from "./errors.ts";
 import { EVENTS, type KubeClient } from "./kube_client.ts";
 import type { Liveness } from "./liveness.ts";
-import type { Metrics } from "./metrics.ts";
+import { eventTypeLabel, type Metrics } from "./metrics.ts";
 import type { EventRecord, Sink } from "./sinks/sink.ts";
 
 /** Options for {@linkcode runPump}. */
@@ -155,6 +155,14 @@ class BoundedQueue<T> {
     return this.size >= this.#capacity;
   }
 
+  /** Adds `item` at once if there is room; false when full (then `push` waits). */
+  tryPush(item: T): boolean {
+    if (this.size >= this.#capacity) return false;
+    this.#items.push(item);
+    this.#notEmpty?.();
+    return true;
+  }
+
   async push(item: T, signal: AbortSignal): Promise<void> {
     while (this.size >= this.#capacity) {
       signal.throwIfAborted();
@@ -243,42 +251,46 @@ async function deliverLoop(
   const grace = o.stopGraceMs ?? 2000;
   const clock = o.clock ?? systemClock;
   const backoff = new Backoff({ clock, random: o.random, initialMs: 500 });
-  for (;;) {
-    let items: Item[];
-    try {
-      items = await queue.take(o.batchSize ?? 500, signal);
-    } catch {
-      return; // Stopped while idle: nothing in flight.
-    }
-    const records = items.flatMap((i) => (i.record === undefined ? [] : [i.record]));
-    if (records.length > 0) {
-      // A send in flight when the term ends may finish within the grace
-      // period, so that what reached the sink is also acknowledged.
-      const hard = new AbortController();
-      const onAbort = () => {
-        const t = setTimeout(() => hard.abort(signal.reason), grace);
-        hard.signal.addEventListener("abort", () => clearTimeout(t), { once: true });
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
+  // A send in flight when the term ends may finish within the grace period,
+  // so that what reached the sink is also acknowledged; then it is cut. One
+  // controller for the whole loop: per-batch controllers and their abort
+  // errors cost a sixth of the pump's time in profiles.
+  const hard = new AbortController();
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const onAbort = () => {
+    graceTimer = setTimeout(() => hard.abort(signal.reason), grace);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      let items: Item[];
       try {
-        await Promise.all(
-          o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff, o)),
-        );
-      } catch (e) {
-        if (hard.signal.aborted) return; // Not acknowledged: the next leader delivers it again.
-        throw e;
-      } finally {
-        signal.removeEventListener("abort", onAbort);
-        hard.abort();
+        items = await queue.take(o.batchSize ?? 500, signal);
+      } catch {
+        return; // Stopped while idle: nothing in flight.
       }
-      // Delivered: the next failure starts its backoff from the beginning.
-      backoff.reset();
-      o.onDelivered?.(records);
+      const records = items.flatMap((i) => (i.record === undefined ? [] : [i.record]));
+      if (records.length > 0) {
+        try {
+          await Promise.all(
+            o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff, o)),
+          );
+        } catch (e) {
+          if (hard.signal.aborted) return; // Not acknowledged: the next leader delivers it again.
+          throw e;
+        }
+        // Delivered: the next failure starts its backoff from the beginning.
+        backoff.reset();
+        o.onDelivered?.(records);
+      }
+      const at = items[items.length - 1]!.token;
+      if (at !== undefined) o.acknowledge(at, records.length);
+      if (signal.aborted) return;
     }
-    const at = items[items.length - 1]!.token;
-    if (at !== undefined) o.acknowledge(at, records.length);
-    if (signal.aborted) return;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    clearTimeout(graceTimer);
   }
 }
 
@@ -444,12 +456,14 @@ async function readLoop(
         })
       ) {
         liveness?.activity();
+        // Counted per batch: a labelled counter per event is measurable at 50,000 events/s.
+        const byType = { Normal: 0, Warning: 0, other: 0 };
         for (const ev of batch) {
           received++;
           const rv = ev.object.metadata.resourceVersion;
           let record: EventRecord | undefined;
           if (ev.type === "ADDED" || ev.type === "MODIFIED") {
-            metrics?.received(ev.object.type);
+            if (metrics !== undefined) byType[eventTypeLabel(ev.object.type)]++;
             if (o.filter === undefined || o.filter(ev.object)) {
               record = recordOf(ev.type, ev.object);
             } else {
@@ -460,7 +474,11 @@ async function readLoop(
           }
           // BOOKMARK, DELETED and filtered events move the position without delivering anything.
           token = { resourceVersion: rv, timestamp: lastEventTs };
-          await push(record, token);
+          // The hot path: no promise per event while the queue has room.
+          if (!queue.tryPush({ record, token })) await push(record, token);
+        }
+        if (metrics !== undefined) {
+          for (const [type, n] of Object.entries(byType)) if (n > 0) metrics.received(type, n);
         }
         backoff.reset();
       }
