@@ -19,6 +19,7 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { type Clock, systemClock } from "./clock.ts";
+import { Backoff } from "./backoff.ts";
 import type { Metrics } from "./metrics.ts";
 import { AlreadyExistsError, ConflictError, ForbiddenError, NotFoundError } from "./errors.ts";
 import { CONFIGMAPS, type KubeClient } from "./kube_client.ts";
@@ -253,6 +254,7 @@ export class Checkpointer {
    * caller flushes once more when the term's work has stopped.
    */
   async run(signal: AbortSignal): Promise<void> {
+    const backoff = new Backoff({ clock: this.#clock });
     while (!signal.aborted && !this.#fenced) {
       const every = this.#pendingEvents > 0
         ? this.#o.intervalMs
@@ -262,9 +264,16 @@ export class Checkpointer {
         // Not cancelled by the stop: a write the server may already have
         // applied must finish, or the final write would meet our own version
         // and look fenced. Each write is bounded by the request timeout.
-        await this.flush().catch((e) => {
-          if (!signal.aborted) log.warn("Checkpoint write failed: {error}", { error: String(e) });
-        });
+        try {
+          await this.flush();
+          backoff.reset();
+        } catch (e) {
+          if (signal.aborted) continue;
+          log.warn("Checkpoint write failed: {error}; retrying", { error: String(e) });
+          // Backs off (1 s doubling to 30 s) so that an unreachable API server
+          // is not knocked at every interval, nor at once when events pile up.
+          await backoff.wait(signal).catch(() => {});
+        }
         continue;
       }
       const wait = this.#pending === undefined ? this.#o.intervalMs : Math.max(due, 1);
