@@ -48,6 +48,49 @@ export async function eventually(
   }
 }
 
+/**
+ * Resolves once `condition` holds, re-checking it whenever `onChange` calls
+ * its wake function; rejects naming `what` after `ms`.
+ */
+export function waitUntil(
+  what: string,
+  condition: () => boolean,
+  onChange: (wake: () => void) => () => void,
+  ms: number = GUARD_MS,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let unsubscribe = () => {};
+    const finish = (error?: unknown) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      unsubscribe();
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const check = () => {
+      try {
+        if (condition()) finish();
+      } catch (e) {
+        finish(e);
+      }
+    };
+    const timer = setTimeout(
+      () => finish(new Error(`Gave up after ${ms} ms waiting until ${what}`)),
+      ms,
+    );
+    unsubscribe = onChange(check);
+    check();
+  });
+}
+
+/** A `waitUntil` trigger that re-checks every few ms: for state that announces no change. */
+export function polling(wake: () => void): () => void {
+  const id = setInterval(wake, 5);
+  return () => clearInterval(id);
+}
+
 /** Reads a watch body (newline-delimited JSON) one event at a time, each read bounded by GUARD_MS. */
 export class WatchReader implements AsyncDisposable {
   readonly #reader: ReadableStreamDefaultReader<string>;

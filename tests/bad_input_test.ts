@@ -40,8 +40,8 @@ import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { isNewer } from "../lib/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import type { Json } from "./_fake_api.ts";
+import { KeventsProcess, runMain, withTempDir } from "./_process.ts";
 
-const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const PATH = "/etc/datadog-agent/datadog.yaml";
 /** Bound of every wait: generous, for a loaded 2-core machine. */
 const BOUND_MS = 30_000;
@@ -437,42 +437,6 @@ Deno.test("every setting given an empty value is refused, except lists, where em
 
 // ---- subprocesses -----------------------------------------------------------------------
 
-/** This process's environment without kevents' settings and kubeconfig, for a child. */
-function childEnv(extra: Record<string, string>): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (/^(DD_|KEVENTS_|KUBERNETES|KUBECONFIG$|POD_NAME$|HOSTNAME$)/.test(name)) delete env[name];
-  }
-  return { ...env, NO_COLOR: "1", ...extra };
-}
-
-/** `deno run <permissions> main.ts <args>`, run to its end. */
-async function runMain(
-  args: string[],
-  options: { env: Record<string, string>; cwd: string; permissions?: string[] },
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--frozen",
-      "--no-prompt",
-      "--config",
-      `${ROOT}deno.json`,
-      ...(options.permissions ?? ["--allow-net", "--allow-read", "--allow-env"]),
-      `${ROOT}main.ts`,
-      ...args,
-    ],
-    cwd: options.cwd,
-    clearEnv: true,
-    env: childEnv(options.env),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
 /** The non-empty lines of a text. */
 function linesOf(text: string): string[] {
   return text.split("\n").filter((l) => l.trim() !== "");
@@ -487,108 +451,9 @@ function messageOf(line: string): string {
   }
 }
 
-/** A `deno run main.ts run` that keeps running; its output is collected as it arrives. */
-class Running implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #done: Promise<void>;
-  stdout = "";
-  stderr = "";
-  exited = false;
-
-  constructor(args: string[], options: { env: Record<string, string>; cwd: string }) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--frozen",
-        "--no-prompt",
-        "--config",
-        `${ROOT}deno.json`,
-        "--allow-net",
-        "--allow-read",
-        "--allow-env",
-        `${ROOT}main.ts`,
-        ...args,
-      ],
-      cwd: options.cwd,
-      clearEnv: true,
-      env: childEnv(options.env),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const collect = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
-    };
-    this.#done = Promise.all([
-      collect(this.#child.stdout, "stdout"),
-      collect(this.#child.stderr, "stderr"),
-    ]).then(() => {});
-    this.#child.status.then(() => this.exited = true);
-  }
-
-  /** The JSON log lines of stderr, parsed. */
-  logs(): { "@timestamp": string; level: string; message: string }[] {
-    return linesOf(this.stderr).flatMap((l) => {
-      try {
-        return [JSON.parse(l)];
-      } catch {
-        return [];
-      }
-    });
-  }
-
-  /** Waits until `condition` holds; fails with stderr if the process exits first or time runs out. */
-  async until(what: string, condition: () => boolean): Promise<void> {
-    const deadline = Date.now() + BOUND_MS;
-    while (!condition()) {
-      if (this.exited) {
-        await this.#done;
-        if (condition()) return;
-        assert.fail(`kevents exited before ${what}; stderr:\n${this.stderr}`);
-      }
-      if (Date.now() > deadline) {
-        assert.fail(`Gave up waiting for ${what}; stderr:\n${this.stderr}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-
-  /** SIGTERM, then the exit code once the output is read. */
-  async stop(): Promise<number> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // Already exited.
-    }
-    const status = await this.#child.status;
-    await this.#done;
-    return status.code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.#child.status;
-    await this.#done;
-  }
-}
-
-/** A temporary folder, removed afterwards. */
-async function withTempDir(use: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kevents-bad-input-" });
-  try {
-    await use(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("kevents run with DD_LEADER_LEASE_DURATION=abc exits 2 with one line and starts nothing", async () => {
   await using server = await startFakeApiServer();
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-bad-input-", async (dir) => {
     await Deno.writeTextFile(`${dir}/kubeconfig`, server.kubeconfig());
     const out = await runMain(["run", "--kubeconfig", `${dir}/kubeconfig`], {
       cwd: dir,
@@ -610,7 +475,7 @@ Deno.test("kevents run with DD_LEADER_LEASE_DURATION=abc exits 2 with one line a
 
 Deno.test("kevents run with a datadog.yaml syntax error exits 2 naming its line and column, and starts nothing", async () => {
   await using server = await startFakeApiServer();
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-bad-input-", async (dir) => {
     await Deno.writeTextFile(`${dir}/kubeconfig`, server.kubeconfig());
     await Deno.writeTextFile(
       `${dir}/datadog.yaml`,
@@ -922,7 +787,7 @@ const isRoot = Deno.uid() === 0;
 
 Deno.test("a kubeconfig kevents cannot use stops kevents run with exit 2, naming the file, context or field", async (t) => {
   await using server = await startFakeApiServer();
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-bad-input-", async (dir) => {
     const env = { KUBERNETES: "1", KEVENTS_HEALTH_PORT: "0", KEVENTS_LEASE_DURATION_MS: "4000" };
     const refused = async (
       name: string,
@@ -1086,7 +951,7 @@ Deno.test("a kubeconfig kevents cannot use stops kevents run with exit 2, naming
 });
 
 Deno.test("an unreachable API server: kevents keeps retrying about once a second, naming the address", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-bad-input-", async (dir) => {
     // A port that was free a moment ago: connections to it are refused.
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = listener.addr.port;
@@ -1098,7 +963,7 @@ Deno.test("an unreachable API server: kevents keeps retrying about once a second
       file,
       kubeconfigFor(server, (d) => d.clusters[0].cluster.server = url),
     );
-    await using proc = new Running(["run", "--kubeconfig", file], {
+    await using proc = new KeventsProcess(["run", "--kubeconfig", file], {
       cwd: dir,
       env: {
         KUBERNETES: "1",

@@ -32,69 +32,12 @@ import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { eventTime, isNewer, runPump } from "../lib/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
+import { polling, waitUntil, within } from "./_fake_api.ts";
 
 const NS = "default";
 const TOKEN_CM = "datadogtoken";
 /** Bound of every wait: generous, for a loaded 2-core machine. */
 const BOUND_MS = 20_000;
-
-// ---- waiting on conditions -------------------------------------------------
-
-/**
- * Resolves once `condition` holds, re-checking it whenever `onChange` calls
- * its wake function; rejects naming `what` after `ms`.
- */
-function waitUntil(
-  what: string,
-  condition: () => boolean,
-  onChange: (wake: () => void) => () => void,
-  ms = BOUND_MS,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let unsubscribe = () => {};
-    const finish = (error?: unknown) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      unsubscribe();
-      if (error === undefined) resolve();
-      else reject(error);
-    };
-    const check = () => {
-      try {
-        if (condition()) finish();
-      } catch (e) {
-        finish(e);
-      }
-    };
-    const timer = setTimeout(
-      () => finish(new Error(`Gave up after ${ms} ms waiting until ${what}`)),
-      ms,
-    );
-    unsubscribe = onChange(check);
-    check();
-  });
-}
-
-/** Re-checks every few ms: for state that announces no change (the request log, open watches). */
-function polling(wake: () => void): () => void {
-  const id = setInterval(wake, 5);
-  return () => clearInterval(id);
-}
-
-/** Rejects naming `what` unless `promise` settles within `ms`. */
-async function within<T>(what: string, promise: Promise<T>, ms = BOUND_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Gave up after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---- a sink that records, and can hold a batch ------------------------------
 
@@ -160,7 +103,7 @@ class RecordingSink implements Sink {
     return waitUntil(`the sink has ${what}`, () => condition(this), (wake) => {
       this.#watchers.add(wake);
       return () => this.#watchers.delete(wake);
-    });
+    }, BOUND_MS);
   }
 
   /** Resolves once the sink has accepted at least `n` records. */
@@ -230,7 +173,7 @@ function startTerm(
   ).finally(() => settled = true);
   const stop = async () => {
     controller.abort(new Error("Test over"));
-    await within("the term to stop", done);
+    await within(done, BOUND_MS, "the term to stop");
   };
   return {
     controller,
@@ -267,6 +210,7 @@ function untilCheckpoint(
     `the checkpoint ${what} (it is ${JSON.stringify(checkpointOf(server))})`,
     () => condition(checkpointOf(server)),
     (wake) => server.store.subscribe(wake),
+    BOUND_MS,
   );
 }
 
@@ -292,6 +236,7 @@ function untilWatching(server: FakeApiServer, identity: string, atLeast = 1): Pr
     `${identity} has sent ${atLeast} events watch request(s)`,
     () => server.requestLog.count({ identity, verb: "watch", resource: "events" }) >= atLeast,
     polling,
+    BOUND_MS,
   );
 }
 
@@ -690,7 +635,7 @@ Deno.test("a term whose checkpoint a newer term has stamped is fenced: its write
 
   // A delivers the next event and tries to checkpoint it over B's stamp.
   const second = createEvent(server);
-  await within("term a to end on its own", termA.done);
+  await within(termA.done, BOUND_MS, "term a to end on its own");
   assert.equal(termA.controller.signal.aborted, false, "nobody stopped A: the fence did");
   assert.equal(checkpointOf(server)?.token, firstRv, "A's write never landed");
   assert.equal(checkpointOf(server)?.term, "b/1");
@@ -712,7 +657,12 @@ Deno.test("a term whose checkpoint a newer term has stamped is fenced: its write
     ).length,
     1,
   );
-  await waitUntil("A's watch is closed", () => !server.watchIdentities().includes("a"), polling);
+  await waitUntil(
+    "A's watch is closed",
+    () => !server.watchIdentities().includes("a"),
+    polling,
+    BOUND_MS,
+  );
   // Sinks are not fenced: A delivered the second event before its write
   // was refused; its checkpoint, which B reads, never claimed it.
   assert.deepEqual(sinkA.keys(), [keyOf(first), keyOf(second)]);
@@ -757,11 +707,11 @@ Deno.test("two checkpointers beginning at once both succeed, in order, and the l
         beginA = a.begin(AbortSignal.timeout(BOUND_MS));
       });
       const beginB = b.begin(AbortSignal.timeout(BOUND_MS));
-      await waitUntil("A has begun", () => beginA !== undefined, polling);
-      assert.equal((await within("A's begin", beginA!))?.resourceVersion, "4242");
+      await waitUntil("A has begun", () => beginA !== undefined, polling, BOUND_MS);
+      assert.equal((await within(beginA!, BOUND_MS, "A's begin"))?.resourceVersion, "4242");
       assert.equal(checkpointOf(server)?.term, "a/1");
       server.heal("b");
-      assert.equal((await within("B's begin", beginB))?.resourceVersion, "4242");
+      assert.equal((await within(beginB, BOUND_MS, "B's begin"))?.resourceVersion, "4242");
 
       assert.equal(checkpointOf(server)?.term, "b/2", "the second to stamp owns the checkpoint");
       const calls = (identity: string) =>
@@ -797,11 +747,11 @@ Deno.test("two checkpointers beginning at once both succeed, in order, and the l
       beginA = a.begin(AbortSignal.timeout(BOUND_MS));
     });
     const beginB = b.begin(AbortSignal.timeout(BOUND_MS));
-    await waitUntil("A has begun", () => beginA !== undefined, polling);
-    assert.equal(await within("A's begin", beginA!), undefined, "no token: start at now");
+    await waitUntil("A has begun", () => beginA !== undefined, polling, BOUND_MS);
+    assert.equal(await within(beginA!, BOUND_MS, "A's begin"), undefined, "no token: start at now");
     assert.equal(checkpointOf(server)?.term, "a/1");
     server.heal("b");
-    assert.equal(await within("B's begin", beginB), undefined);
+    assert.equal(await within(beginB, BOUND_MS, "B's begin"), undefined);
 
     assert.equal(checkpointOf(server)?.term, "b/2");
     const calls = (identity: string) =>
@@ -905,6 +855,7 @@ Deno.test("without update on configmaps the term warns once, stops writing and l
           "the first checkpoint write is refused",
           () => server.requestLog.count({ identity: "collector", verb: "update", code: 403 }) === 1,
           polling,
+          BOUND_MS,
         );
         // Had writes resumed, this acknowledgement would be written by the
         // next interval or, at the latest, by the final write on stop.
@@ -935,6 +886,7 @@ Deno.test("without list and watch on events the pump retries, names what is forb
       "the pump has failed twice",
       () => warningsOf(logs.records, "pump").length >= 2,
       polling,
+      BOUND_MS,
     );
   } finally {
     await term.stop();
@@ -980,7 +932,7 @@ Deno.test("a blocked sink stops the pump from reading: the queue stays bounded a
     ratePerSecond: 5_000,
     total: 1_000,
   });
-  assert.equal(await within("the generator", generator.done), 1_000);
+  assert.equal(await within(generator.done, BOUND_MS, "the generator"), 1_000);
   await sink.until("a batch held", (s) => s.held !== undefined);
   // Everything has been written at the server, yet the pump has one batch
   // in the sink and no more than the queue's capacity behind it.
@@ -1026,11 +978,11 @@ Deno.test("stopping a term waits for the send in flight and then writes the last
     assert.equal(checkpointOf(server)?.token, tokenRv, "no write before the stop");
 
     term.controller.abort(new Error("Shutting down"));
-    await waitUntil("the watch is closed", () => server.watchCount === 0, polling);
+    await waitUntil("the watch is closed", () => server.watchCount === 0, polling, BOUND_MS);
     assert.equal(term.settled, false, "the term waits for the send in flight");
     assert.equal(checkpointOf(server)?.token, tokenRv, "and writes only after it");
     sink.release();
-    await within("the term to stop", term.done);
+    await within(term.done, BOUND_MS, "the term to stop");
 
     const cp = checkpointOf(server);
     assert.equal(cp?.token, last.metadata.resourceVersion, "the last acknowledged position");
@@ -1053,18 +1005,20 @@ Deno.test("a term or a pump handed an already-aborted signal returns at once wit
   const aborted = AbortSignal.abort(new Error("Already over"));
   const sink = new RecordingSink();
   await within(
-    "runTerm to return",
     runTerm(
       { client: conn.client, config: configWith(), identity: "a", sinks: [sink] },
       { identity: "a", transitions: 0, signal: aborted },
     ),
+    BOUND_MS,
+    "runTerm to return",
   );
   await within(
-    "runPump to return",
     runPump(
       { client: conn.client, sinks: [sink], token: undefined, acknowledge: () => {} },
       aborted,
     ),
+    BOUND_MS,
+    "runPump to return",
   );
   assert.equal(server.requestLog.count({ identity: "admin" }), 0);
   assert.equal(sink.sends, 0);

@@ -33,70 +33,13 @@ import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { NullSink } from "../lib/sinks/null.ts";
 import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "../lib/sinks/sink.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
+import { polling, waitUntil, within } from "./_fake_api.ts";
 import { FakeClock } from "./_fake_clock.ts";
 
 /** Bound of every wait: generous, for a loaded 2-core machine. */
 const BOUND_MS = 20_000;
 const INTERVAL_MS = 15_000;
 const LEASE = "datadog-leader-election";
-
-// ---- waiting on conditions -------------------------------------------------
-
-/**
- * Resolves once `condition` holds, re-checking it whenever `onChange` calls
- * its wake function; rejects naming `what` after `ms`.
- */
-function waitUntil(
-  what: string,
-  condition: () => boolean,
-  onChange: (wake: () => void) => () => void,
-  ms = BOUND_MS,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    let unsubscribe = () => {};
-    const finish = (error?: unknown) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      unsubscribe();
-      if (error === undefined) resolve();
-      else reject(error);
-    };
-    const check = () => {
-      try {
-        if (condition()) finish();
-      } catch (e) {
-        finish(e);
-      }
-    };
-    const timer = setTimeout(
-      () => finish(new Error(`Gave up after ${ms} ms waiting until ${what}`)),
-      ms,
-    );
-    unsubscribe = onChange(check);
-    check();
-  });
-}
-
-/** Re-checks every few ms: for state that announces no change (the request log). */
-function polling(wake: () => void): () => void {
-  const id = setInterval(wake, 5);
-  return () => clearInterval(id);
-}
-
-/** Rejects naming `what` unless `promise` settles within `ms`. */
-async function within<T>(what: string, promise: Promise<T>, ms = BOUND_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Gave up after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---- a sink that records service checks ------------------------------------
 
@@ -157,7 +100,7 @@ class CheckRecorder implements Sink, ServiceCheckSink {
     return waitUntil(`${this.name} has ${what}`, () => condition(this), (wake) => {
       this.#watchers.add(wake);
       return () => this.#watchers.delete(wake);
-    });
+    }, BOUND_MS);
   }
 
   /** Resolves once `n` batches were accepted. */
@@ -225,7 +168,7 @@ function startCheck(
   }, signal);
   const stop = async () => {
     controller.abort(new Error("Test over"));
-    await within("the check to stop", done);
+    await within(done, BOUND_MS, "the check to stop");
     await conn[Symbol.asyncDispose]();
   };
   return { clock, sink, controller, done, stop, [Symbol.asyncDispose]: stop };
@@ -592,7 +535,7 @@ Deno.test("the check stops when its signal aborts and emits nothing after", asyn
   await t.step("already aborted: returns at once without calling the API", async () => {
     await using server = await startFakeApiServer();
     await using check = startCheck(server, { signal: AbortSignal.abort(new Error("Over")) });
-    await within("the check to return", check.done);
+    await within(check.done, BOUND_MS, "the check to return");
     assert.equal(server.requestLog.count({ identity: "admin" }), 0);
     assert.equal(check.sink.calls, 0);
   });
@@ -602,7 +545,7 @@ Deno.test("the check stops when its signal aborts and emits nothing after", asyn
     await using check = startCheck(server);
     await check.sink.received(1);
     check.controller.abort(new Error("Term over"));
-    await within("the check to stop", check.done);
+    await within(check.done, BOUND_MS, "the check to stop");
     assert.equal(check.clock.pending, 0, "no run is scheduled");
     await check.clock.advance(10 * INTERVAL_MS);
     assert.equal(check.sink.calls, 1);
@@ -615,7 +558,7 @@ Deno.test("the check stops when its signal aborts and emits nothing after", asyn
     const stopper = new AbortController();
     using _ = onFirstRequest("/componentstatuses", () => stopper.abort(new Error("Over")));
     await using check = startCheck(server, { signal: stopper.signal });
-    await within("the check to stop", check.done);
+    await within(check.done, BOUND_MS, "the check to stop");
     assert.equal(check.sink.calls, 0);
     assert.equal(check.clock.pending, 0);
     server.heal("admin");
@@ -628,7 +571,7 @@ Deno.test("the check stops when its signal aborts and emits nothing after", asyn
     await using check = startCheck(server, { sinks: [holding] });
     await holding.until("a send in progress", (r) => r.calls === 1);
     check.controller.abort(new Error("Over"));
-    await within("the check to stop", check.done);
+    await within(check.done, BOUND_MS, "the check to stop");
     assert.equal(check.clock.pending, 0);
   });
 });
@@ -676,7 +619,7 @@ Deno.test("a term runs the check beside the pump, sends it to every service-chec
       );
 
       controller.abort(new Error("Term over"));
-      await within("the term to end", done);
+      await within(done, BOUND_MS, "the term to end");
       const requests = countRequests(server, "componentstatuses");
       await clock.advance(10 * INTERVAL_MS);
       assert.equal(recorder.calls, 1, "no check after the term ended");
@@ -698,9 +641,10 @@ Deno.test("a term runs the check beside the pump, sends it to every service-chec
       "the pump watches events",
       () => server.requestLog.count({ verb: "watch", resource: "events" }) >= 1,
       polling,
+      BOUND_MS,
     );
     controller.abort(new Error("Term over"));
-    await within("the term to end", done);
+    await within(done, BOUND_MS, "the term to end");
     assert.equal(countRequests(server, "componentstatuses"), 0);
     assert.equal(recorder.calls, 0);
   });
@@ -747,6 +691,7 @@ Deno.test("only the leader reports the control plane; after a handover only the 
       "one replica has reported the control plane three times",
       () => replicas.some((r) => r.sink.batches.length >= 3),
       polling,
+      BOUND_MS,
     );
     const leader = replicas.find((r) => r.sink.batches.length >= 3)!;
     const follower = replicas.find((r) => r !== leader)!;
@@ -756,13 +701,14 @@ Deno.test("only the leader reports the control plane; after a handover only the 
       "the follower has asked for the lease",
       () => countRequests(server, "leases.coordination.k8s.io", user(follower)) >= 1,
       polling,
+      BOUND_MS,
     );
     assert.equal(follower.sink.calls, 0, "the follower reported nothing");
     assert.equal(countRequests(server, "componentstatuses", user(follower)), 0);
 
     // The leader steps down: its term ends, the lease is released, the follower takes it.
     leader.controller.abort(new Error("Shutdown"));
-    await within("the leader to stop", leader.done);
+    await within(leader.done, BOUND_MS, "the leader to stop");
     const leaderCalls = leader.sink.calls;
     const leaderRequests = countRequests(server, "componentstatuses", user(leader));
     await follower.sink.received(3);
@@ -771,7 +717,7 @@ Deno.test("only the leader reports the control plane; after a handover only the 
     assert.equal(countRequests(server, "componentstatuses", user(leader)), leaderRequests);
   } finally {
     for (const r of replicas) r.controller.abort(new Error("Test over"));
-    await within("the replicas to stop", Promise.all(replicas.map((r) => r.done)));
+    await within(Promise.all(replicas.map((r) => r.done)), BOUND_MS, "the replicas to stop");
     await Promise.all(replicas.map((r) => r.client.close()));
   }
 });

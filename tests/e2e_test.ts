@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube_client.ts";
+import { readLines } from "./_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const LEASE_MS = 2000;
@@ -35,20 +36,8 @@ class Proc {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const pump = async (stream: ReadableStream<Uint8Array>, onLine: (l: string) => void) => {
-      let pending = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        pending += chunk;
-        let nl;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          onLine(pending.slice(0, nl));
-          pending = pending.slice(nl + 1);
-        }
-      }
-      if (pending !== "") onLine(pending);
-    };
-    const out = pump(this.child.stdout, (l) => this.#line(l, true));
-    const err = pump(this.child.stderr, (l) => this.#line(l, false));
+    const out = readLines(this.child.stdout, (l) => this.#line(l, true));
+    const err = readLines(this.child.stderr, (l) => this.#line(l, false));
     this.done = Promise.all([out, err]).then(() => this.child.status);
   }
 

@@ -23,6 +23,7 @@
 import assert from "node:assert/strict";
 import { within } from "./_fake_api.ts";
 import { FAULT_BOUND_MS, type FaultHarness, startFaultHarness } from "./_fault_harness.ts";
+import { readLines } from "./_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const LEASE_MS = 2000;
@@ -66,21 +67,9 @@ class Replica {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const read = async (stream: ReadableStream<Uint8Array>, onLine: (l: string) => void) => {
-      let pending = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        pending += chunk;
-        let nl;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          onLine(pending.slice(0, nl));
-          pending = pending.slice(nl + 1);
-        }
-      }
-      if (pending !== "") onLine(pending);
-    };
     this.done = Promise.all([
-      read(this.child.stdout, (l) => this.#stdout(l)),
-      read(this.child.stderr, (l) => this.#stderr(l)),
+      readLines(this.child.stdout, (l) => this.#stdout(l)),
+      readLines(this.child.stderr, (l) => this.#stderr(l)),
     ]).then(() => this.child.status);
   }
 

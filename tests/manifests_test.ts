@@ -24,6 +24,7 @@ import { KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
+import { KeventsProcess, withTempDir } from "./_process.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const MANIFESTS = `${ROOT}manifests`;
@@ -412,108 +413,23 @@ function checkStatuses(ndjson: string): number[] {
 
 // ---- a real `kevents run` with exactly the ClusterRole ----------------------------
 
-/** A `deno run main.ts run` subprocess whose stdout and stderr are collected as they arrive. */
-class KeventsProcess implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #done: Promise<void>;
-  stdout = "";
-  stderr = "";
-  /** Set once the process has exited. */
-  exited = false;
-
-  constructor(options: { cwd: string; env: Record<string, string>; permissions: string[] }) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--frozen",
-        "--no-prompt",
-        "--config",
-        `${ROOT}deno.json`,
-        ...options.permissions,
-        `${ROOT}main.ts`,
-        "run",
-      ],
-      cwd: options.cwd,
-      clearEnv: true,
-      env: options.env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const collect = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
-    };
-    this.#done = Promise.all([
-      collect(this.#child.stdout, "stdout"),
-      collect(this.#child.stderr, "stderr"),
-    ]).then(() => {});
-    this.#child.status.then(() => this.exited = true);
-  }
-
-  /** Waits until `condition` holds; fails at once, with its stderr, if the process exits first. */
-  async until(what: string, condition: () => boolean): Promise<void> {
-    await waitFor(
-      () => `${what}; stderr so far:\n${this.stderr}`,
-      () => condition() || this.exited,
-    );
-    if (condition()) return;
-    await this.#done;
-    assert.fail(`kevents exited before ${what}; stderr:\n${this.stderr}`);
-  }
-
-  /** Sends SIGTERM and waits for the exit and the last output; returns the exit code. */
-  async stop(): Promise<number> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch (e) {
-      // Already exited: nothing to signal.
-      if (!(e instanceof TypeError)) throw e;
-    }
-    const status = await this.#child.status;
-    await this.#done;
-    return status.code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.#child.status;
-    await this.#done;
-  }
-}
-
-/** This process's environment without kevents' settings, for a child that gets its own. */
-function baseEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (/^(DD_|KEVENTS_|KUBERNETES|KUBECONFIG$|POD_NAME$|HOSTNAME$)/.test(name)) delete env[name];
-  }
-  return env;
-}
-
 Deno.test("kevents run with exactly the ClusterRole's rules leads, delivers and checkpoints without a 403", async () => {
   await using server = await startFakeApiServer();
   server.addUser("kevents", clusterRoleRules());
-  const dir = await Deno.makeTempDir({ prefix: "kevents-rbac-" });
-  try {
+  await withTempDir("kevents-rbac-", async (dir) => {
     await Deno.writeTextFile(`${dir}/kubeconfig`, server.kubeconfig({ user: "kevents" }));
     const podName = "kevents-rbac-test";
     // The working directory holds no datadog.yaml: settings come from the environment only.
-    await using proc = new KeventsProcess({
+    await using proc = new KeventsProcess(["run"], {
       cwd: dir,
       permissions: ["--allow-net", "--allow-read", "--allow-env"],
       env: {
-        ...baseEnv(),
         KUBECONFIG: `${dir}/kubeconfig`,
         KUBERNETES: "1",
         KEVENTS_LEASE_DURATION_MS: "2000",
         KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
         KEVENTS_HEALTH_PORT: "0",
         POD_NAME: podName,
-        NO_COLOR: "1",
       },
     });
     await proc.until("the leader's events watch", () => watching(server, "kevents"));
@@ -551,9 +467,7 @@ Deno.test("kevents run with exactly the ClusterRole's rules leads, delivers and 
       0,
       JSON.stringify(server.requestLog.summary({ identity: "kevents", code: 403 })),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /** The permission flags of `deno task compile`: the compiled binary's, and so the image's. */
@@ -574,22 +488,19 @@ Deno.test("kevents run needs no more than the permissions deno task compile give
 
   await using server = await startFakeApiServer();
   server.addUser("kevents", clusterRoleRules());
-  const dir = await Deno.makeTempDir({ prefix: "kevents-perms-" });
-  try {
+  await withTempDir("kevents-perms-", async (dir) => {
     // The test's folder stands for /etc/datadog-agent, the image's working
     // directory: it holds the kubeconfig, and ./datadog.yaml is looked for there.
     await Deno.writeTextFile(`${dir}/kubeconfig`, server.kubeconfig({ user: "kevents" }));
-    await using proc = new KeventsProcess({
+    await using proc = new KeventsProcess(["run"], {
       cwd: dir,
       permissions: flags,
       env: {
-        ...baseEnv(),
         KUBECONFIG: `${dir}/kubeconfig`,
         KUBERNETES: "1",
         KEVENTS_LEASE_DURATION_MS: "2000",
         KEVENTS_CHECKPOINT_INTERVAL_MS: "100",
         KEVENTS_HEALTH_PORT: "0",
-        NO_COLOR: "1",
       },
     });
     await proc.until("the leader's events watch", () => watching(server, "kevents"));
@@ -600,9 +511,7 @@ Deno.test("kevents run needs no more than the permissions deno task compile give
     });
     assert.equal(await proc.stop(), 0, proc.stderr);
     assert.doesNotMatch(proc.stderr, /Requires \w+ access|NotCapable/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 // ---- one verb less at a time, in process ---------------------------------------------

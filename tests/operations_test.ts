@@ -7,58 +7,13 @@
 import assert from "node:assert/strict";
 import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { startReceiver } from "./_http_receiver.ts";
+import { LineReader } from "./_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const BOUND_MS = 30_000;
 const KUBE_TOKEN = "kube-token-SECRET-1b7e4f";
 const API_KEY = "ddapikey-SECRET-93c1d2";
 const WEBHOOK_TOKEN = "webhook-token-SECRET-5a0f";
-
-/** Reads a child's stream, keeping every line; `waitFor` resolves at the first line matching. */
-class Lines {
-  readonly lines: string[] = [];
-  #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
-  readonly done: Promise<void>;
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = (async () => {
-      let buffer = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        let nl;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-          this.#add(buffer.slice(0, nl));
-          buffer = buffer.slice(nl + 1);
-        }
-      }
-      if (buffer !== "") this.#add(buffer);
-    })();
-  }
-
-  #add(line: string): void {
-    this.lines.push(line);
-    this.#waiters = this.#waiters.filter((w) => {
-      if (!w.re.test(line)) return true;
-      w.resolve(line);
-      return false;
-    });
-  }
-
-  waitFor(re: RegExp): Promise<string> {
-    const found = this.lines.find((l) => re.test(l));
-    if (found !== undefined) return Promise.resolve(found);
-    const { promise, resolve, reject } = Promise.withResolvers<string>();
-    const timer = setTimeout(() => reject(new Error(`No line matched ${re}`)), BOUND_MS);
-    this.#waiters.push({
-      re,
-      resolve: (l) => {
-        clearTimeout(timer);
-        resolve(l);
-      },
-    });
-    return promise;
-  }
-}
 
 Deno.test("kevents run serves health, readiness and metrics, and shows no credential anywhere", async (t) => {
   await using server = await startFakeApiServer({
@@ -88,8 +43,8 @@ Deno.test("kevents run serves health, readiness and metrics, and shows no creden
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const stdout = new Lines(child.stdout);
-  const stderr = new Lines(child.stderr);
+  const stdout = new LineReader(child.stdout);
+  const stderr = new LineReader(child.stderr);
   let stopped = false;
   try {
     const listening = JSON.parse(await stderr.waitFor(/Health and metrics on/));

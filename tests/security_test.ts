@@ -38,6 +38,7 @@ import { readStatus } from "../lib/status.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
 import { startReceiver } from "./_http_receiver.ts";
+import { KeventsProcess, runMain, withTempDir } from "./_process.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 /** Bound of every wait: generous, for a loaded 2-core machine. */
@@ -72,151 +73,12 @@ async function waitFor(what: () => string, condition: () => boolean): Promise<vo
 
 // ---- subprocesses -------------------------------------------------------------------------
 
-/** This process's environment without kevents' settings and kubeconfig, for a child. */
-function childEnv(extra: Record<string, string>): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (/^(DD_|KEVENTS_|KUBERNETES|KUBECONFIG$|POD_NAME$|HOSTNAME$)/.test(name)) delete env[name];
-  }
-  return { ...env, NO_COLOR: "1", ...extra };
+/** A running kevents' health port, once logged. */
+async function healthPort(proc: KeventsProcess): Promise<number> {
+  const listening = () => proc.logs().find((l) => /^Health and metrics on/.test(l.message));
+  await proc.until("the health endpoint", () => listening() !== undefined);
+  return listening()!.properties.port as number;
 }
-
-/** The arguments of `deno run main.ts` with the permissions the binary gets. */
-function mainArgs(args: string[]): string[] {
-  return [
-    "run",
-    "--frozen",
-    "--no-prompt",
-    "--config",
-    `${ROOT}deno.json`,
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    `${ROOT}main.ts`,
-    ...args,
-  ];
-}
-
-/** Runs `main.ts <args>` to its end. */
-async function runMain(
-  args: string[],
-  env: Record<string, string>,
-  cwd: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: mainArgs(args),
-    cwd,
-    clearEnv: true,
-    env: childEnv(env),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
-
-interface LogLine {
-  "@timestamp": string;
-  level: string;
-  message: string;
-  properties: Record<string, unknown>;
-}
-
-/** A `main.ts run` that keeps running; its output is collected as it arrives. */
-class Running implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #done: Promise<void>;
-  stdout = "";
-  stderr = "";
-  exited = false;
-
-  constructor(args: string[], env: Record<string, string>, cwd: string) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: mainArgs(args),
-      cwd,
-      clearEnv: true,
-      env: childEnv(env),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const collect = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
-    };
-    this.#done = Promise.all([
-      collect(this.#child.stdout, "stdout"),
-      collect(this.#child.stderr, "stderr"),
-    ]).then(() => {});
-    this.#child.status.then(() => this.exited = true);
-  }
-
-  /** The JSON log lines of stderr. */
-  logs(): LogLine[] {
-    return this.stderr.split("\n").flatMap((l) => {
-      try {
-        return l.startsWith("{") ? [JSON.parse(l)] : [];
-      } catch {
-        return []; // A line still being written.
-      }
-    });
-  }
-
-  /** Whether a log line of `level` matches `pattern`. */
-  logged(level: string, pattern: RegExp): boolean {
-    return this.logs().some((l) => l.level === level && pattern.test(l.message));
-  }
-
-  /** Waits until `condition` holds; fails with stderr if the process exits first. */
-  async until(what: string, condition: () => boolean): Promise<void> {
-    await waitFor(() => `${what}; stderr so far:\n${this.stderr}`, () => {
-      if (this.exited && !condition()) {
-        assert.fail(`kevents exited before ${what}:\n${this.stderr}`);
-      }
-      return condition();
-    });
-  }
-
-  /** The port the health endpoint listens on, once logged. */
-  async healthPort(): Promise<number> {
-    const listening = () => this.logs().find((l) => /^Health and metrics on/.test(l.message));
-    await this.until("the health endpoint", () => listening() !== undefined);
-    return listening()!.properties.port as number;
-  }
-
-  /** SIGTERM, then the exit code once all output is read. */
-  async stop(): Promise<number> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // Already exited.
-    }
-    const status = await this.#child.status;
-    await this.#done;
-    return status.code;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    await this.#child.status;
-    await this.#done;
-  }
-}
-
-/** A temporary folder, removed afterwards. */
-async function withTempDir(use: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kevents-security-" });
-  try {
-    await use(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 /** A kubeconfig for `server` as `user`, changed by `edit`. */
 function kubeconfigFor(server: FakeApiServer, user: string, edit: (doc: Json) => void): string {
   const doc = YAML.parse(server.kubeconfig({ user }));
@@ -236,7 +98,7 @@ Deno.test("TLS to the API server is verified unless the kubeconfig turns it off,
   await using server = await startFakeApiServer({ serveComponentStatuses: false });
   server.addUser("no-ca");
   server.addUser("skip");
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-security-", async (dir) => {
     const withoutCa = (doc: Json) => delete doc.clusters[0].cluster["certificate-authority-data"];
     await Deno.writeTextFile(`${dir}/no-ca`, kubeconfigFor(server, "no-ca", withoutCa));
     await Deno.writeTextFile(
@@ -246,11 +108,14 @@ Deno.test("TLS to the API server is verified unless the kubeconfig turns it off,
         doc.clusters[0].cluster["insecure-skip-tls-verify"] = true;
       }),
     );
-    await using noCa = new Running(["run", "--kubeconfig", `${dir}/no-ca`], COMMON_ENV, dir);
-    await using skip = new Running(["run", "--kubeconfig", `${dir}/skip`], {
-      ...COMMON_ENV,
-      DD_KUBE_RESOURCES_NAMESPACE: "kube-system",
-    }, dir);
+    await using noCa = new KeventsProcess(["run", "--kubeconfig", `${dir}/no-ca`], {
+      env: COMMON_ENV,
+      cwd: dir,
+    });
+    await using skip = new KeventsProcess(["run", "--kubeconfig", `${dir}/skip`], {
+      env: { ...COMMON_ENV, DD_KUBE_RESOURCES_NAMESPACE: "kube-system" },
+      cwd: dir,
+    });
 
     await t.step(
       "without the CA, every request fails on the certificate, naming the server",
@@ -334,7 +199,7 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
       }`,
     }),
   });
-  await withTempDir(async (dir) => {
+  await withTempDir("kevents-security-", async (dir) => {
     await Deno.writeTextFile(
       `${dir}/kubeconfig`,
       kubeconfigFor(server, "kevents", () => {}),
@@ -353,16 +218,14 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
       KEVENTS_WEBHOOK_BEARER_TOKEN: WEBHOOK_TOKEN,
       KEVENTS_WEBHOOK_HEADERS: `X-Api-Token=${HEADER_SECRET}`,
     };
-    await using failing = new Running(
-      ["run", "--kubeconfig", `${dir}/kubeconfig`],
-      { ...env, KEVENTS_HEALTH_ADDRESS: "127.0.0.1" },
-      dir,
-    );
-    await using unauthorized = new Running(
-      ["run", "--kubeconfig", `${dir}/bad-token`],
-      { ...env, KEVENTS_HEALTH_ADDRESS: "0.0.0.0" },
-      dir,
-    );
+    await using failing = new KeventsProcess(["run", "--kubeconfig", `${dir}/kubeconfig`], {
+      env: { ...env, KEVENTS_HEALTH_ADDRESS: "127.0.0.1" },
+      cwd: dir,
+    });
+    await using unauthorized = new KeventsProcess(["run", "--kubeconfig", `${dir}/bad-token`], {
+      env: { ...env, KEVENTS_HEALTH_ADDRESS: "0.0.0.0" },
+      cwd: dir,
+    });
     const outputs: [string, string][] = [];
 
     await t.step(
@@ -415,7 +278,7 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
 
     await t.step("/metrics, /healthz and /readyz show no credential", async () => {
       for (const proc of [failing, unauthorized]) {
-        const port = await proc.healthPort();
+        const port = await healthPort(proc);
         for (const path of ["/metrics", "/healthz", "/readyz", "/debug/vars", "/"]) {
           const res = await fetch(`http://127.0.0.1:${port}${path}`);
           const body = await res.text();
@@ -439,8 +302,8 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
           );
           return;
         }
-        const local = await failing.healthPort();
-        const everywhere = await unauthorized.healthPort();
+        const local = await healthPort(failing);
+        const everywhere = await healthPort(unauthorized);
         // The check must be able to fail: bound to 0.0.0.0, the other replica answers there.
         if (!await reachable(address, everywhere)) {
           console.log(`SKIPPED: ${address} does not reach this host's own listeners`);
@@ -462,8 +325,7 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
           for (const output of ["text", "json"]) {
             const out = await runMain(
               ["status", "--kubeconfig", `${dir}/${file}`, "--output", output],
-              env,
-              dir,
+              { env, cwd: dir },
             );
             assert.equal(out.code, expected, out.stderr);
             assertNoSecret(`kevents status (${file}, ${output})`, out.stdout + out.stderr);
@@ -476,11 +338,14 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
 
     await t.step("a credential in a refused setting is not repeated in the error", async () => {
       const out = await runMain(["run", "--kubeconfig", `${dir}/kubeconfig`], {
-        ...env,
-        DD_API_KEY: `${API_KEY} with a space`,
-        KEVENTS_WEBHOOK_URL:
-          `https://user:${WEBHOOK_TOKEN}@hooks.example/path?token=${HEADER_SECRET}`,
-      }, dir);
+        env: {
+          ...env,
+          DD_API_KEY: `${API_KEY} with a space`,
+          KEVENTS_WEBHOOK_URL:
+            `https://user:${WEBHOOK_TOKEN}@hooks.example/path?token=${HEADER_SECRET}`,
+        },
+        cwd: dir,
+      });
       assert.equal(out.code, 2, out.stderr);
       const lines = out.stderr.split("\n").filter((l) => l.trim() !== "");
       assert.equal(lines.length, 1, out.stderr);
