@@ -34,7 +34,7 @@ import { Liveness } from "./lib/liveness.ts";
 import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { createSinks } from "./lib/sinks/mod.ts";
-import { isSecretHeader } from "./lib/redact.ts";
+import { urlSecrets } from "./lib/redact.ts";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Sink } from "./lib/sinks/sink.ts";
 import { formatStatus, readStatus, StatusReadError } from "./lib/status.ts";
@@ -91,30 +91,94 @@ async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
   }
 }
 
-function readIfExists(path: string): string | undefined {
+/** A file kevents reads: its text, or in words why it cannot be read. */
+type FileRead = { text: string } | { problem: string };
+
+/** Why reading a file failed, in words. */
+function readProblem(e: unknown): string {
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return "permission denied (its mode or owner, or a folder on its path, keeps kevents out)";
+  }
+  if (e instanceof Deno.errors.NotCapable) {
+    return "kevents is not allowed to read it (Deno's --allow-read)";
+  }
+  if (e instanceof Deno.errors.FilesystemLoop) {
+    return "its path is a loop of symbolic links";
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** What a file system object that is neither a file nor a folder is, for messages. */
+function describeKind(info: Deno.FileInfo): string {
+  if (info.isFifo) return "a named pipe (FIFO)";
+  if (info.isSocket) return "a socket";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  return "not a regular file";
+}
+
+/**
+ * Reads `path`; undefined when nothing is there or it is a folder (a
+ * candidate that does not apply). Only a regular file is opened: reading a
+ * FIFO would block the start until something writes to it.
+ */
+function readIfExists(path: string): FileRead | undefined {
+  let info: Deno.FileInfo;
   try {
-    return Deno.readTextFileSync(path);
+    info = Deno.statSync(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.IsADirectory) {
+    // NotADirectory: a component of the path is a file, so nothing is at the path.
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
       return undefined;
     }
-    throw e;
+    return { problem: readProblem(e) };
   }
+  if (info.isDirectory) return undefined;
+  if (!info.isFile) return { problem: `it is ${describeKind(info)}, not a regular file` };
+  try {
+    return { text: Deno.readTextFileSync(path) };
+  } catch (e) {
+    return { problem: readProblem(e) };
+  }
+}
+
+const CONFIG_FILE_RULE = "must be a readable regular file (a datadog.yaml, or a directory " +
+  "holding one)";
+
+/**
+ * The first of `paths` that exists, read; ConfigError naming `key`, `source`
+ * and the path when one exists but cannot be read.
+ */
+function readFirst(
+  paths: readonly string[],
+  what: { key: string; source: string; rule: string },
+): { path: string; text: string } | undefined {
+  for (const path of paths) {
+    const read = readIfExists(path);
+    if (read === undefined) continue;
+    if ("text" in read) return { path, text: read.text };
+    throw new ConfigError({
+      key: what.key,
+      source: what.source,
+      value: path,
+      rule: what.rule,
+      message: `Cannot read ${what.key} ${JSON.stringify(path)} (${what.source}): ` +
+        `${read.problem}; it ${what.rule}`,
+    });
+  }
+  return undefined;
 }
 
 /** Resolves the configuration from datadog.yaml and the environment, once. */
 function resolveConfig(cmd: RunCommand, env: Record<string, string>): Config {
   const { paths, required } = configFileCandidates(cmd.config, env);
-  let file: { path: string; text: string } | undefined;
-  for (const path of paths) {
-    const text = readIfExists(path);
-    if (text !== undefined) {
-      file = { path, text };
-      break;
-    }
-  }
+  const source = cmd.config !== undefined && cmd.config !== ""
+    ? "--config"
+    : required
+    ? "DD_CONF_PATH"
+    : "default, in the working directory";
+  const file = readFirst(paths, { key: "config file", source, rule: CONFIG_FILE_RULE });
   if (file === undefined && required) {
-    const source = cmd.config !== undefined ? "--config" : "DD_CONF_PATH";
     throw new ConfigError({
       key: "config file",
       source,
@@ -123,30 +187,34 @@ function resolveConfig(cmd: RunCommand, env: Record<string, string>): Config {
     });
   }
   // The Agent 5 kubernetes check configuration, for its deprecated leader-election settings.
-  let agent5File: { path: string; text: string } | undefined;
-  for (const path of agent5FileCandidates(file?.path)) {
-    const text = readIfExists(path);
-    if (text !== undefined) {
-      agent5File = { path, text };
-      break;
-    }
-  }
+  const agent5File = readFirst(agent5FileCandidates(file?.path), {
+    key: "Agent 5 kubernetes check configuration",
+    source: "read for leader_candidate and leader_lease_duration",
+    rule: "must be a readable regular file when it exists",
+  });
   return parseConfig({
     file,
     agent5File,
     env,
-    serviceAccountNamespace: readIfExists(`${SERVICE_ACCOUNT_DIR}/namespace`),
+    serviceAccountNamespace: readFirst([`${SERVICE_ACCOUNT_DIR}/namespace`], {
+      key: "service-account namespace file",
+      source: "the default of kube_resources_namespace",
+      rule: "must be a readable regular file when it exists",
+    })?.text,
   });
 }
 
 /** The configured credentials, which no log line may show. */
 function configSecrets(config: Config): string[] {
+  // Every header value, not only those named like credentials: a receiver
+  // may take its key in any header (X-Custom-Auth, DD-Application-Key...).
+  // A URL's query values and user info are often credentials too (?token=).
   return [
     config.datadog.apiKey,
     config.webhook.bearerToken,
-    ...Object.entries(config.webhook.headers).filter(([name]) => isSecretHeader(name)).map((
-      [, value],
-    ) => value),
+    ...Object.values(config.webhook.headers),
+    ...urlSecrets(config.webhook.url),
+    ...urlSecrets(config.datadog.url),
   ].filter((s): s is string => s !== undefined);
 }
 
@@ -178,6 +246,7 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
   let sinks: Sink[];
   const metrics = new Metrics();
   const liveness = new Liveness();
+  metrics.watchActivityFrom(() => liveness.lastReceivedAt);
   try {
     config = resolveConfig(cmd, env);
     addLogSecrets(configSecrets(config));
@@ -226,7 +295,11 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
     await teardownLogging();
     return 1;
   }
-  log.info("Health and metrics on http://{address}:{port} (/healthz, /readyz, /metrics)", {
+  const host = config.health.address.includes(":")
+    ? `[${config.health.address}]`
+    : config.health.address;
+  log.info("Health and metrics on {url} (/healthz, /readyz, /metrics)", {
+    url: `http://${host}:${health.port}`,
     address: config.health.address,
     port: health.port,
   });

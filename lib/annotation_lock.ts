@@ -11,12 +11,45 @@
  * {"holderIdentity":"pod-a","leaseDurationSeconds":60,"acquireTime":"2026-11-21T20:03:04Z","renewTime":"2026-11-21T20:05:34Z","leaderTransitions":3}
  * ```
  *
- * The record has exactly client-go's fields, in its order, and its times are
- * metav1.Time (RFC 3339 in UTC, whole seconds; `null` when unset), so a Go
- * elector sharing the object reads a valid holder and writes back a record
- * kevents reads. The elector's MicroTime strings are cut to the second when
- * written; on reading, any RFC 3339 time is accepted and handed on as
- * written.
+ * The record kevents writes has exactly client-go's fields, in its order,
+ * and its times are metav1.Time (RFC 3339 in UTC, whole seconds; `null`
+ * when unset), so a Go elector sharing the object reads a valid holder and
+ * writes back a record kevents reads. The elector's MicroTime strings are
+ * cut to the second when written.
+ *
+ * Records are read leniently, for other electors write them differently.
+ * The Kubernetes Python client's elector (`kubernetes.leaderelection`,
+ * ConfigMapLock, python3-kubernetes 22.6) writes, with Python's spacing and
+ * no transition count:
+ *
+ * ```json
+ * {"holderIdentity": "py-a", "leaseDurationSeconds": "4", "acquireTime": "2026-12-03 05:26:53.984106", "renewTime": "2026-12-03 05:26:54.088544"}
+ * ```
+ *
+ * So `leaseDurationSeconds` and `leaderTransitions` may be numeric strings
+ * (a fractional lease is rounded up to whole seconds), and a time may be
+ * RFC 3339 or `YYYY-MM-DD HH:MM:SS[.ffffff]`, read as UTC (Python writes
+ * its local time, which is only ever handed on, never compared), or that
+ * with a zone. Times are opaque to the election, whose expiry is decided by
+ * observation on the candidate's clock; they are handed on as written
+ * where the elector keeps them, and whenever kevents writes a record it
+ * writes it in its own format above. An empty annotation, like a missing
+ * one, is a released lock. The Python elector reads kevents' records in
+ * turn: it judges expiry by its own configured lease, not the record's, and
+ * takes a released record (empty holder) at once.
+ *
+ * A record that cannot be read even so (not JSON, no holder, a held record
+ * without a lease, a field of an absurd type) must neither block the lock
+ * forever nor read as free while its writer may be alive. `get` and
+ * `watch` report in its place the record of {@linkcode unreadableRecord}:
+ * the holder if one can be read, a lease of the option
+ * `unreadableLeaseSeconds` (default 60), and the annotation's text as its
+ * renewTime, so that it changes exactly when the annotation does. A
+ * candidate therefore leaves it alone while it keeps changing and takes it
+ * over once it has stayed unchanged for that lease on the candidate's
+ * clock, with the usual compare-and-swap, writing a proper record. The lock
+ * warns once per distinct annotation text, saying what is wrong and when
+ * it will be taken over.
  *
  * Every update is a PUT of the object last read with the new annotation,
  * the object's other annotations and contents untouched: its
@@ -51,6 +84,9 @@ import {
   type Lock,
   LockObjectWatch,
   type LockWatchOptions,
+  UNREADABLE_HOLDER,
+  unreadableLeaseSeconds,
+  UnreadableRecordWarning,
 } from "./lock.ts";
 
 /** The annotation holding the election record, as client-go names it. */
@@ -65,6 +101,12 @@ export interface AnnotationLockOptions {
   kind: AnnotationLockKind;
   namespace: string;
   name: string;
+  /**
+   * How long a record that cannot be read must stay unchanged before a
+   * candidate takes it over, in whole seconds (default 60; meant to be the
+   * configured lease duration).
+   */
+  unreadableLeaseSeconds?: number;
 }
 
 /** The annotation holds something that is not an election record; the lock cannot be read. */
@@ -79,21 +121,25 @@ export class LockRecordError extends Error {
   }
 }
 
-// RFC 3339 as Go's time.Parse reads it: fractional seconds optional, Z or an offset.
-const RFC3339 = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+/**
+ * A record time: RFC 3339 as Go's time.Parse reads it (fractional seconds
+ * optional, Z or an offset), or with a space for the T, the zone then
+ * optional (Python's str(datetime); without a zone it is read as UTC).
+ */
+const RECORD_TIME = /^(\d{4})-(\d\d)-(\d\d)([T ])(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$/;
 
-/** Milliseconds since the epoch of an RFC 3339 time, fraction dropped; undefined when it is not one. */
-function parseRfc3339Seconds(text: string): number | undefined {
-  const m = RFC3339.exec(text);
+/**
+ * Milliseconds since the epoch of a record time (see the module
+ * documentation for the forms read); undefined when it is not one.
+ */
+export function recordTimeMs(text: string): number | undefined {
+  const m = RECORD_TIME.exec(text);
   if (m === null) return undefined;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [year, month, day] = m.slice(1, 4).map(Number) as [number, number, number];
+  const [hour, minute, second] = m.slice(5, 8).map(Number) as [number, number, number];
+  const zone = m[9];
+  // RFC 3339 has a zone; only the space-separated form may leave it out.
+  if (m[4] === "T" && zone === undefined) return undefined;
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
     return undefined;
   }
@@ -102,9 +148,9 @@ function parseRfc3339Seconds(text: string): number | undefined {
   date.setUTCFullYear(year, month - 1, day);
   // A day past the end of its month rolls over into the next; Go refuses it.
   if (date.getUTCDate() !== day) return undefined;
-  date.setUTCHours(hour, minute, second, 0);
-  const zone = m[8]!;
-  if (zone === "Z") return date.getTime();
+  const ms = Math.floor(Number(`0${m[8] ?? ""}`) * 1000);
+  date.setUTCHours(hour, minute, second, ms);
+  if (zone === undefined || zone === "Z") return date.getTime();
   const sign = zone.startsWith("-") ? -1 : 1;
   const offsetMinutes = Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6));
   return date.getTime() - sign * offsetMinutes * 60_000;
@@ -112,19 +158,20 @@ function parseRfc3339Seconds(text: string): number | undefined {
 
 /**
  * Formats a record time as metav1.Time writes it: RFC 3339 in UTC, the
- * fraction dropped ("2026-11-21T20:03:04.123000Z" becomes
- * "2026-11-21T20:03:04Z"); null for "" (Go's zero time). Throws a
- * RangeError for text that is not an RFC 3339 time.
+ * fraction dropped ("2026-11-21T20:03:04.123000Z" and
+ * "2026-11-21 20:03:04.123456" both become "2026-11-21T20:03:04Z"); null
+ * for "" (Go's zero time). Throws a RangeError for text that is not a
+ * record time.
  */
 export function metaTime(time: string): string | null {
   if (time === "") return null;
-  const ms = parseRfc3339Seconds(time);
+  const ms = recordTimeMs(time);
   if (ms === undefined) {
     throw new RangeError(
       `Cannot write the election record: ${JSON.stringify(time)} is not an RFC 3339 time`,
     );
   }
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** The annotation's JSON for a record: client-go's fields, in its order, with metav1.Time times. */
@@ -138,10 +185,21 @@ export function encodeRecord(record: LeaderElectionRecord): string {
   });
 }
 
+/** A whole or decimal number of seconds, as a string ("15", "15.0"). */
+const DECIMAL_SECONDS = /^\d+(\.\d+)?$/;
+/** An integer, as a string ("3", "-1"). */
+const INTEGER = /^-?\d+$/;
+
 /**
- * Reads the annotation's JSON as client-go does: missing fields are zero,
- * unknown fields are ignored, a field of the wrong type is an error. Times
- * are returned as written ("" for null or missing); each must be RFC 3339.
+ * Reads the annotation's JSON leniently: as client-go does (unknown fields
+ * ignored; a missing or null time, transition count, or lease of a
+ * released record is zero), and also as other electors write it:
+ * `leaseDurationSeconds` and `leaderTransitions` as numeric strings, a
+ * fractional lease rounded up to whole seconds, times in the forms
+ * {@linkcode recordTimeMs} reads. Times are returned as written ("" for
+ * null or missing). Throws LockRecordError for anything else: not a JSON
+ * object, no holder, a held record without a lease, a field that cannot be
+ * read.
  */
 export function decodeRecord(annotation: string): LeaderElectionRecord {
   let parsed: unknown;
@@ -166,31 +224,93 @@ export function decodeRecord(annotation: string): LeaderElectionRecord {
       `Cannot read the election record: ${field} ${JSON.stringify(fields[field])} ${rule}`,
       annotation,
     );
-  const text = (field: string): string => {
+  const missing = (field: string) =>
+    new LockRecordError(`Cannot read the election record: ${field} is missing`, annotation);
+  const absent = (field: string) => fields[field] === undefined || fields[field] === null;
+  if (absent("holderIdentity")) throw missing("holderIdentity");
+  const holderIdentity = fields.holderIdentity;
+  if (typeof holderIdentity !== "string") throw bad("holderIdentity", "must be a string");
+  const seconds = (): number => {
+    const field = "leaseDurationSeconds";
+    // A released record's lease means nothing; a held one's decides when it expires.
+    if (absent(field)) {
+      if (holderIdentity === "") return 0;
+      throw missing(field);
+    }
     const v = fields[field];
-    if (v === undefined || v === null) return "";
-    if (typeof v !== "string") throw bad(field, "must be a string");
-    return v;
+    const n = typeof v === "number"
+      ? v
+      : typeof v === "string" && DECIMAL_SECONDS.test(v)
+      ? Number(v)
+      : NaN;
+    const whole = Math.ceil(n);
+    if (!(n >= 0) || !Number.isSafeInteger(whole)) {
+      throw bad(field, "must be a number of seconds");
+    }
+    return whole;
   };
   const integer = (field: string): number => {
+    if (absent(field)) return 0;
     const v = fields[field];
-    if (v === undefined || v === null) return 0;
-    if (typeof v !== "number" || !Number.isSafeInteger(v)) throw bad(field, "must be an integer");
-    return v;
+    const n = typeof v === "number"
+      ? v
+      : typeof v === "string" && INTEGER.test(v)
+      ? Number(v)
+      : NaN;
+    if (!Number.isSafeInteger(n)) throw bad(field, "must be an integer");
+    return n;
   };
   const time = (field: string): string => {
-    const v = text(field);
-    if (v !== "" && parseRfc3339Seconds(v) === undefined) {
+    if (absent(field)) return "";
+    const v = fields[field];
+    if (typeof v !== "string" || recordTimeMs(v) === undefined) {
       throw bad(field, "must be an RFC 3339 time");
     }
     return v;
   };
   return {
-    holderIdentity: text("holderIdentity"),
-    leaseDurationSeconds: integer("leaseDurationSeconds"),
+    holderIdentity,
+    leaseDurationSeconds: seconds(),
     acquireTime: time("acquireTime"),
     renewTime: time("renewTime"),
     leaderTransitions: integer("leaderTransitions"),
+  };
+}
+
+/**
+ * The record that stands in for an annotation kevents cannot read: its
+ * holder when one can be read (else {@linkcode UNREADABLE_HOLDER}), the
+ * given lease, its transition count when one can be read, and the
+ * annotation's text as its renewTime, so that the record changes exactly
+ * when the annotation does. Its acquireTime is "": a replica that finds
+ * its own name in such a record hands that time on when it renews.
+ */
+export function unreadableRecord(annotation: string, leaseSeconds: number): LeaderElectionRecord {
+  let holderIdentity = UNREADABLE_HOLDER;
+  let leaderTransitions = 0;
+  try {
+    const parsed: unknown = JSON.parse(annotation);
+    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+      const fields = parsed as Record<string, unknown>;
+      const holder = fields.holderIdentity;
+      if (typeof holder === "string" && holder !== "") holderIdentity = holder;
+      const transitions = fields.leaderTransitions;
+      const n = typeof transitions === "number"
+        ? transitions
+        : typeof transitions === "string" && INTEGER.test(transitions)
+        ? Number(transitions)
+        : NaN;
+      if (Number.isSafeInteger(n)) leaderTransitions = n;
+    }
+  } catch {
+    // Not JSON: nothing more can be read from it.
+  }
+  return {
+    holderIdentity,
+    leaseDurationSeconds: leaseSeconds,
+    acquireTime: "",
+    renewTime: annotation,
+    leaderTransitions,
   };
 }
 
@@ -213,24 +333,6 @@ const KINDS: Record<AnnotationLockKind, { ref: ResourceRef; kind: string }> = {
   endpoints: { ref: ENDPOINTS, kind: "Endpoints" },
 };
 
-/**
- * The record an object holds: an empty (released) one without the
- * annotation; LockRecordError when the annotation is not a record.
- */
-function recordOf(object: LockObject): LeaderElectionRecord {
-  const annotation = object.metadata?.annotations?.[LEADER_ANNOTATION];
-  if (annotation === undefined) {
-    return {
-      holderIdentity: "",
-      leaseDurationSeconds: 0,
-      acquireTime: "",
-      renewTime: "",
-      leaderTransitions: 0,
-    };
-  }
-  return decodeRecord(annotation);
-}
-
 /** Leader election on the leader annotation of a ConfigMap or an Endpoints object. */
 export class AnnotationLock implements Lock {
   #client: KubeClient;
@@ -238,7 +340,10 @@ export class AnnotationLock implements Lock {
   #kind: string;
   #namespace: string;
   #name: string;
+  #unreadableLeaseSeconds: number;
   #last: LockObject | undefined;
+  #problem: string | undefined;
+  #warning: UnreadableRecordWarning;
   #watch: LockObjectWatch<LockObject>;
 
   constructor(client: KubeClient, options: AnnotationLockOptions) {
@@ -247,19 +352,22 @@ export class AnnotationLock implements Lock {
     this.#kind = KINDS[options.kind].kind;
     this.#namespace = options.namespace;
     this.#name = options.name;
+    this.#unreadableLeaseSeconds = unreadableLeaseSeconds(options.unreadableLeaseSeconds);
+    this.#warning = new UnreadableRecordWarning(() => this.describe());
     this.#watch = new LockObjectWatch<LockObject>(client, {
       ref: this.#ref,
       namespace: options.namespace,
       name: options.name,
-      record: recordOf,
+      record: (object) => this.#read(object).record,
     });
   }
 
   /**
    * Reads the object; undefined when it does not exist, an empty (released)
-   * record when it has no leader annotation. LockRecordError when the
-   * annotation is not a record: the lock stays unreadable, as in client-go,
-   * rather than being taken over.
+   * record when it has no leader annotation or an empty one. An annotation
+   * that cannot be read gives {@linkcode unreadableRecord} with the lock's
+   * `unreadableLeaseSeconds`, and a warning once per distinct annotation;
+   * {@linkcode problem} then says what was wrong.
    */
   async get(signal?: AbortSignal): Promise<LeaderElectionRecord | undefined> {
     try {
@@ -269,13 +377,25 @@ export class AnnotationLock implements Lock {
     } catch (e) {
       if (e instanceof NotFoundError) {
         this.#last = undefined;
+        this.#problem = undefined;
         this.#watch.seen(undefined);
         return undefined;
       }
       throw e;
     }
     this.#watch.seen(this.#last);
-    return recordOf(this.#last);
+    const { record, problem } = this.#read(this.#last);
+    this.#problem = problem;
+    return record;
+  }
+
+  /**
+   * Why the annotation the last {@linkcode get} read could not be read (the
+   * message of decodeRecord's LockRecordError); undefined when it could, or
+   * when there was none.
+   */
+  get problem(): string | undefined {
+    return this.#problem;
   }
 
   /** Creates the object holding only the leader annotation. */
@@ -292,7 +412,11 @@ export class AnnotationLock implements Lock {
     this.#watch.seen(this.#last);
   }
 
-  /** Replaces the object last read with the new annotation (compare-and-swap on its resourceVersion). */
+  /**
+   * Replaces the object last read with the new annotation
+   * (compare-and-swap on its resourceVersion), also when the annotation
+   * read could not be: the record is always written in client-go's format.
+   */
   async update(record: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
     const last = this.#last;
     if (last === undefined) {
@@ -310,8 +434,8 @@ export class AnnotationLock implements Lock {
 
   /**
    * Watches the object from the version last seen (see
-   * {@linkcode Lock.watch}); an annotation that is not a record ends the
-   * watch with LockRecordError.
+   * {@linkcode Lock.watch}); an annotation that cannot be read is reported
+   * as {@linkcode get} returns it.
    */
   watch(options: LockWatchOptions): AsyncIterable<LeaderElectionRecord | undefined> {
     return this.#watch.watch(options);
@@ -320,5 +444,36 @@ export class AnnotationLock implements Lock {
   /** "configmaps namespace/name" or "endpoints namespace/name". */
   describe(): string {
     return `${this.#ref.resource} ${this.#namespace}/${this.#name}`;
+  }
+
+  /** The record an object holds, and why it could not be read (see {@linkcode get}). */
+  #read(object: LockObject): { record: LeaderElectionRecord; problem?: string } {
+    const annotation = object.metadata?.annotations?.[LEADER_ANNOTATION];
+    // No record at all (an empty annotation too, as Python's elector reads it): released.
+    if (annotation === undefined || annotation.trim() === "") {
+      return {
+        record: {
+          holderIdentity: "",
+          leaseDurationSeconds: 0,
+          acquireTime: "",
+          renewTime: "",
+          leaderTransitions: 0,
+        },
+      };
+    }
+    try {
+      const record = decodeRecord(annotation);
+      return { record };
+    } catch (e) {
+      if (!(e instanceof LockRecordError)) throw e;
+      const record = unreadableRecord(annotation, this.#unreadableLeaseSeconds);
+      this.#warning.warn(
+        annotation,
+        e.message.replace(/^Cannot read the election record: /, ""),
+        record.holderIdentity,
+        record.leaseDurationSeconds,
+      );
+      return { record, problem: e.message };
+    }
   }
 }

@@ -11,6 +11,17 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms`; rejects with `signal.reason` as soon as the signal aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Milliseconds on a clock that never jumps (NTP steps, a hand-set date)
+   * and keeps running while the process is paused; only differences mean
+   * anything. Clocks without one are read through `now()`.
+   */
+  monotonic?(): number;
+}
+
+/** Reads `clock`'s monotonic time, falling back to `now()` for clocks that have none (test clocks). */
+export function monotonicNow(clock: Clock): number {
+  return clock.monotonic?.() ?? clock.now();
 }
 
 /** Waits `ms` on the real timer; rejects with the signal's reason when aborted. */
@@ -33,4 +44,5 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: delay,
+  monotonic: () => performance.now(),
 };

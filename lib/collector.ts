@@ -1,10 +1,21 @@
 /**
  * The collector: the lease loop, the ConfigMap checkpointer and the event
- * pump under one lifecycle. The elector hands each term an AbortSignal; the
- * term reads the checkpoint (stamping its term into it), runs the pump and
- * the checkpoint writer under that signal, and when the signal aborts waits
- * for both, writes the checkpoint once more, and only then lets the elector
- * release the lease.
+ * pump under one lifecycle. The elector hands each term two signals. The
+ * term reads the checkpoint (stamping its term into it) and runs the pump
+ * and the checkpoint writer.
+ *
+ * - `term.drain` (SIGTERM, SIGINT): the pump stops reading, delivers what it
+ *   queued and what is in flight, the checkpoint is written, and only then
+ *   does the elector release the lease; it renews the lease meanwhile. The
+ *   shutdown budget bounds this; when it runs out, `term.signal` aborts.
+ * - `term.signal` (lease lost, renew deadline passed, budget spent): the
+ *   work stops at once; a send in flight may finish within a short grace,
+ *   and the checkpoint is written once more (fenced if another leader has
+ *   stamped it).
+ *
+ * Before every sink attempt the pump asks the term whether its lease is
+ * still current (renewed within the renew deadline, on the monotonic clock),
+ * and webhook requests carry the term's fencing token.
  *
  * @module
  */
@@ -17,14 +28,21 @@ import { Checkpointer, type Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { runControlPlaneCheck, serviceCheckSinks } from "./control_plane_check.ts";
-import { runElector, type Term } from "./elector.ts";
+import {
+  runElector,
+  StepDownError,
+  type Term,
+  TermExpiredError,
+  unelectedTerm,
+} from "./elector.ts";
 import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
 import type { KubeClient } from "./kube_client.ts";
 import { LeaseLock } from "./lease_lock.ts";
 import type { Liveness } from "./liveness.ts";
 import type { Metrics } from "./metrics.ts";
-import { runPump } from "./pump.ts";
+import { runPump, WatchFailingError } from "./pump.ts";
 import type { EventRecord, Sink } from "./sinks/sink.ts";
+import type { Lock } from "./lock.ts";
 
 /** Options for {@linkcode runCollector}. */
 export interface CollectorOptions {
@@ -59,6 +77,17 @@ export interface CollectorObserver {
 const log = getLogger(["kevents", "collector"]);
 
 /**
+ * What a replica remembers from one term to the next, and how its term
+ * reads the lock.
+ */
+export interface TermContext {
+  /** Whether the lock names this replica now (read fresh); absent: never assumed. */
+  stillLeading?: (signal: AbortSignal) => Promise<boolean>;
+  /** The position the replica's previous term ended at (updated when a term ends). */
+  position?: Token;
+}
+
+/**
  * Runs until `signal` aborts: with leader election, as a candidate and, when
  * elected, as the leader; without it, as the only collector. Settles after
  * everything it started has stopped.
@@ -74,27 +103,56 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
     });
     return;
   }
+  const context: TermContext = {};
   if (!o.config.leaderElection) {
-    await runTerm(o, { identity: o.identity, transitions: 0, signal });
+    const { term, dispose } = unelectedTerm(o.identity, signal, o.config.shutdownBudgetMs, o.clock);
+    try {
+      await runTerm(o, term, context);
+    } finally {
+      dispose();
+    }
     return;
   }
-  const target = { namespace: o.config.resourcesNamespace, name: o.config.leaseName };
-  const kind = o.config.leaderElectionResource;
-  const lock = kind === "lease"
-    ? new LeaseLock(o.client, target)
-    : new AnnotationLock(o.client, { ...target, kind });
+  const lock = newLock(o);
+  // A second lock object, only read: the elector's lock remembers what it
+  // read last as the base of its compare-and-swap, which a read on the
+  // checkpointer's behalf must not move.
+  const probe = newLock(o);
+  context.stillLeading = async (s) => (await probe.get(s))?.holderIdentity === o.identity;
   await runElector({
     lock,
     identity: o.identity,
     timings: o.config.timings,
     clock: o.clock,
     watchLock: o.config.followerWatch,
-    lead: (term) => runTerm(o, term),
+    shutdownBudgetMs: o.config.shutdownBudgetMs,
+    lead: (term) => runTerm(o, term, context),
   }, signal);
 }
 
-/** One leadership term: checkpoint, pump, final checkpoint; beside them, the control-plane check when on. */
-export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
+function newLock(o: CollectorOptions): Lock {
+  const target = {
+    namespace: o.config.resourcesNamespace,
+    name: o.config.leaseName,
+    // A record another client wrote that cannot be read expires as ours would.
+    unreadableLeaseSeconds: Math.ceil(o.config.timings.leaseDurationMs / 1000),
+  };
+  const kind = o.config.leaderElectionResource;
+  return kind === "lease"
+    ? new LeaseLock(o.client, target)
+    : new AnnotationLock(o.client, { ...target, kind });
+}
+
+/**
+ * One leadership term: checkpoint, pump, final checkpoint; beside them, the
+ * control-plane check when on. Rejects with {@linkcode StepDownError} when
+ * the pump could not read events for longer than the configured limit.
+ */
+export async function runTerm(
+  o: CollectorOptions,
+  term: Term,
+  context: TermContext = {},
+): Promise<void> {
   const clock = o.clock ?? systemClock;
   const backoff = new Backoff({ clock });
   const work = new AbortController();
@@ -102,6 +160,10 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
   // A term that has already ended must not start its work.
   if (term.signal.aborted) onTermEnd();
   else term.signal.addEventListener("abort", onTermEnd, { once: true });
+  // What starts new work (reading the checkpoint, the control-plane check)
+  // stops at the drain too; only delivery and the checkpoint go on.
+  const drain = term.drain ?? term.signal;
+  const starting = AbortSignal.any([work.signal, drain]);
   // Beside the checkpoint and the pump, independent of them, for the whole term.
   const controlPlaneCheck = o.config.controlPlaneCheck
     ? runControlPlaneCheck({
@@ -111,7 +173,7 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
       metrics: o.metrics,
-    }, work.signal)
+    }, starting)
     : Promise.resolve();
   o.metrics?.leading(true, term.transitions);
   o.liveness?.leading(true);
@@ -131,18 +193,20 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
       onFenced: () => work.abort(new Error("Checkpoint fenced by a newer leader")),
+      stillLeading: context.stillLeading,
+      fallback: context.position,
       metrics: o.metrics,
     });
     let token;
     for (;;) {
       try {
-        token = await checkpointer.begin(work.signal);
+        token = await checkpointer.begin(starting);
         break;
       } catch (e) {
-        if (work.signal.aborted) return;
+        if (starting.aborted) return;
         log.warn("Cannot read the checkpoint: {error}; retrying", { error: String(e) });
         try {
-          await backoff.wait(work.signal);
+          await backoff.wait(starting);
         } catch {
           return;
         }
@@ -159,6 +223,10 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       work.abort(e);
       throw e;
     };
+    // The checkpoint writer runs until the pump has settled (after a drain too).
+    const writing = new AbortController();
+    const stopWriting = () => writing.abort();
+    work.signal.addEventListener("abort", stopWriting, { once: true });
     const results = await Promise.allSettled([
       runPump({
         client: o.client,
@@ -170,13 +238,22 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         },
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
-        // A send in flight when the term ends may finish within this grace;
-        // it must end well inside the lease's margin over the renew deadline,
-        // before any other replica may take over.
+        // A send in flight when the term ends at once may finish within this
+        // grace; it must end well inside the lease's margin over the renew
+        // deadline, before any other replica may take over.
         stopGraceMs: Math.min(
           2000,
           (o.config.timings.leaseDurationMs - o.config.timings.renewDeadlineMs) / 4,
         ),
+        drain,
+        fence: {
+          holder: term.identity,
+          token: term.transitions,
+          assertCurrent: term.assertCurrent ?? (() => {
+            if (term.signal.aborted) throw new TermExpiredError("The term has ended");
+          }),
+        },
+        watchFailureLimitMs: o.config.watchFailureLimitMs,
         clock,
         onDelivered: (records) => o.observer?.delivered?.(records),
         fieldSelector: filters.fieldSelector,
@@ -184,13 +261,15 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
         onFiltered: (event) => o.observer?.filtered?.(event),
         metrics: o.metrics,
         liveness: o.liveness,
-      }, work.signal).catch(stopOnFailure),
-      checkpointer.run(work.signal).catch(stopOnFailure),
+      }, work.signal).catch(stopOnFailure).finally(stopWriting),
+      checkpointer.run(writing.signal).catch(stopOnFailure),
     ]);
+    work.signal.removeEventListener("abort", stopWriting);
     // The pump has stopped: write what it delivered, then the elector may release the lease.
-    await checkpointer.flush().catch((e) => {
+    await checkpointer.finish().catch((e) => {
       log.warn("Final checkpoint write failed: {error}", { error: String(e) });
     });
+    context.position = checkpointer.token ?? context.position;
     o.observer?.termEnded?.(term, checkpointer.token);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     log.info("Pump stopped for term {term} at {rv}", {
@@ -198,6 +277,13 @@ export async function runTerm(o: CollectorOptions, term: Term): Promise<void> {
       rv: checkpointer.token?.resourceVersion ?? "none",
       at: new Date(clock.now()).toISOString(),
     });
+    if (failed?.reason instanceof WatchFailingError) {
+      o.metrics?.stepDown();
+      o.liveness?.unfit(failed.reason.message);
+      throw new StepDownError(`${failed.reason.message}; another replica may do better`, {
+        cause: failed.reason,
+      });
+    }
     // A failure that was not the stop ends the term with its error (the elector logs it).
     if (failed !== undefined && !term.signal.aborted) throw failed.reason;
   } finally {

@@ -54,6 +54,7 @@ import {
   FilteredEventTypeError,
   filtersAnything,
 } from "./filters.ts";
+import { isSecretHeader } from "./redact.ts";
 
 /** A sink kevents can deliver events to. */
 export type SinkName = "stdout" | "null" | "webhook" | "datadog";
@@ -79,6 +80,11 @@ export interface WebhookConfig {
   /** PEM files of a client certificate and its key (both or neither). */
   certFile: string | undefined;
   keyFile: string | undefined;
+  /**
+   * Where each TLS file setting that is set came from (`env KEVENTS_WEBHOOK_CA_FILE`,
+   * `PATH line N`), for the messages of createSinks, which reads the files; absent when none is set.
+   */
+  fileSources?: { caFile?: string; certFile?: string; keyFile?: string };
   /** Skip verifying the receiver's certificate (default false; logged as a warning). */
   insecureSkipVerify: boolean;
   /** retry (default: the pump retries, nothing is lost) or drop (counted, logged). */
@@ -195,6 +201,10 @@ export interface Config {
    * released or expires, polling only as a fallback (default true).
    */
   followerWatch: boolean;
+  /** How long a stopping leader lets the sends in flight and the queue finish before a send is cut, in ms (default 20000). */
+  shutdownBudgetMs: number;
+  /** How long a leader's list/watch of events may fail with a non-retryable error before it gives up leading, in ms (default 180000). */
+  watchFailureLimitMs: number;
   /** Things main.ts should log at start (settings turned on, expert settings in use). */
   warnings: string[];
 }
@@ -246,6 +256,8 @@ export interface Settings {
   healthPort: number;
   watchStallLimitSeconds: number;
   followerWatch: boolean;
+  shutdownBudgetSeconds: number;
+  watchFailureLimitSeconds: number;
 }
 
 /** A value as a source gave it: text (environment, file scalar) or, from the file, a list of texts. */
@@ -751,6 +763,58 @@ const SINK_ROWS: readonly AnyKeySpec[] = [
   },
 ];
 
+/** The webhook's TLS file settings: their name in {@linkcode WebhookConfig} and their field. */
+const TLS_FILE_FIELDS = [
+  ["caFile", "webhookCaFile"],
+  ["certFile", "webhookCertFile"],
+  ["keyFile", "webhookKeyFile"],
+] as const;
+
+/** The Agent's secrets-backend handle: the whole value is `ENC[...]` (its `isEnc`). */
+const SECRET_HANDLE = /^ENC\[.*\]$/s;
+
+/**
+ * Refuses an `ENC[...]` handle of the Agent's secrets backend where kevents
+ * would send it as a credential: it would go out literally. `api_key` only
+ * counts with the datadog sink, as a datadog.yaml shared with an Agent that
+ * resolves it may hold one; the webhook settings are kevents' own.
+ */
+function refuseSecretHandles(settings: Settings, origins: Map<keyof Settings, Origin>): void {
+  const candidates: { key: string; field: keyof Settings; value: string | undefined }[] = [
+    {
+      key: "api_key",
+      field: "ddApiKey",
+      value: settings.sinks.includes("datadog") ? settings.ddApiKey : undefined,
+    },
+    {
+      key: "kevents_webhook_bearer_token",
+      field: "webhookBearerToken",
+      value: settings.webhookBearerToken,
+    },
+    ...Object.entries(settings.webhookHeaders).map(([name, value]) => ({
+      key: `kevents_webhook_headers ${name}`,
+      field: "webhookHeaders" as const,
+      value,
+    })),
+  ];
+  for (const { key, field, value } of candidates) {
+    if (value === undefined || !SECRET_HANDLE.test(value.trim())) continue;
+    const spec = specOf(field);
+    const source = origins.get(field)?.source ?? "";
+    const rule = "secrets backends (secret_backend_command) are not supported, so an ENC[...] " +
+      "handle would be sent as it is: give the value itself, for example in the environment " +
+      `variable ${spec.envVar} filled from a Kubernetes Secret ` +
+      "(env[].valueFrom.secretKeyRef in the pod spec)";
+    throw new ConfigError({
+      key: spec.fileKey,
+      source,
+      value: value.trim(),
+      rule,
+      message: `Cannot use ${key} ${JSON.stringify(value.trim())} (${source}): ${rule}`,
+    });
+  }
+}
+
 /**
  * The sinks' settings, checking what one row cannot: a sink that is on has
  * what it needs, a client certificate comes with its key. Warns about TLS
@@ -762,6 +826,7 @@ function resolveSinkSettings(
   warnings: string[],
 ): { webhook: WebhookConfig; datadog: DatadogConfig } {
   const webhookOn = settings.sinks.includes("webhook");
+  refuseSecretHandles(settings, origins);
   if (webhookOn && settings.webhookUrl === undefined) {
     throw new ConfigError({
       key: "kevents_webhook_url",
@@ -807,12 +872,15 @@ function resolveSinkSettings(
       );
     }
     const credentials = settings.webhookBearerToken !== undefined || url.password !== "" ||
-      Object.keys(settings.webhookHeaders).some((h) =>
-        /authorization|api[-_]?key|token|secret|passw|cookie/i.test(h)
-      );
+      Object.keys(settings.webhookHeaders).some(isSecretHeader);
     if (credentials && url.protocol === "http:") {
       warnings.push(`The webhook sink sends credentials to ${shown} over plain HTTP`);
     }
+  }
+  const fileSources: NonNullable<WebhookConfig["fileSources"]> = {};
+  for (const [name, field] of TLS_FILE_FIELDS) {
+    const origin = origins.get(field);
+    if (settings[field] !== undefined && origin !== undefined) fileSources[name] = origin.source;
   }
   return {
     webhook: {
@@ -823,6 +891,7 @@ function resolveSinkSettings(
       caFile: settings.webhookCaFile,
       certFile: settings.webhookCertFile,
       keyFile: settings.webhookKeyFile,
+      ...(Object.keys(fileSources).length === 0 ? {} : { fileSources }),
       insecureSkipVerify: settings.webhookInsecureSkipVerify,
       onFailure: settings.webhookOnFailure,
       maxAttempts: settings.webhookMaxAttempts,
@@ -1055,6 +1124,32 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     rule: BOOL_RULE,
     description: "Followers watch the lock instead of polling it every retry period " +
       "(the poll stays as a fallback)",
+  },
+  {
+    // The drain only: the final checkpoint write and the lease release come
+    // after it, each bounded by the request timeout, which is why the
+    // manifests' terminationGracePeriodSeconds is above budget + 2 x 10 s.
+    field: "shutdownBudgetSeconds",
+    fileKey: "kevents_shutdown_budget_seconds",
+    envVar: "KEVENTS_SHUTDOWN_BUDGET_SECONDS",
+    parse: integerIn(1, 3600),
+    default: 20,
+    rule: "must be an integer number of seconds from 1 to 3600",
+    description: "On SIGTERM/SIGINT the leader stops reading and, still renewing its lease, " +
+      "lets the sends in flight and the queue finish for at most this long; then it writes " +
+      "the checkpoint and releases the lease (a send still running is cut, logged and counted)",
+  },
+  {
+    field: "watchFailureLimitSeconds",
+    fileKey: "kevents_watch_failure_limit_seconds",
+    envVar: "KEVENTS_WATCH_FAILURE_LIMIT_SECONDS",
+    parse: integerIn(1, 86_400),
+    default: 180,
+    rule: "must be an integer number of seconds from 1 to 86400",
+    description: "A leader whose list/watch of events has failed without interruption for " +
+      "longer than this with a non-retryable error (401, 403, 404, a request that cannot be " +
+      "sent) releases its lease, fails /healthz and backs off from leading, so that a healthy " +
+      "replica takes over",
   },
 ];
 
@@ -1411,24 +1506,29 @@ export function parseConfig(input: ConfigInput): Config {
 
   // The Agent's DaemonSet manifest sets KUBERNETES, and its entrypoint only
   // tests that the variable is non-empty: "false" turns things on too.
+  // KUBERNETES always turns on the control-plane check, as in the Agent; it
+  // turns on event collection only where collect_kubernetes_events is not
+  // set: a value the user wrote (file or environment) wins over it.
   const kubernetes = input.env["KUBERNETES"];
   const kubernetesSet = kubernetes !== undefined && kubernetes !== "";
   let collectEvents = settings.collectEvents;
   if (kubernetesSet) {
+    const origin = origins.get("collectEvents");
+    const explicit = origin?.explicit === true;
     if (parseBool(kubernetes) === false) {
       warningList.push(
-        `KUBERNETES is ${JSON.stringify(kubernetes)}: any non-empty value turns on event ` +
-          `collection and the control-plane check, as in the Agent; unset it to turn them off`,
+        `KUBERNETES is ${JSON.stringify(kubernetes)}: any non-empty value turns on the ` +
+          "control-plane check, and event collection unless collect_kubernetes_events is set, " +
+          "as in the Agent; unset it to turn them off",
       );
     }
-    const origin = origins.get("collectEvents");
-    if (!collectEvents && origin?.explicit) {
+    if (explicit && !collectEvents) {
       warningList.push(
-        `Turned collect_kubernetes_events on: it is false (${origin.source}) but KUBERNETES ` +
-          `is set, which turns on event collection as the Agent's DaemonSet manifest does`,
+        `Events are not collected: collect_kubernetes_events is false (${origin.source}), ` +
+          "which wins over KUBERNETES; KUBERNETES turns on the control-plane check only",
       );
     }
-    collectEvents = true;
+    if (!explicit) collectEvents = true;
   }
 
   // Collecting events without an election would let every replica deliver
@@ -1492,6 +1592,8 @@ export function parseConfig(input: ConfigInput): Config {
       watchStallLimitMs: settings.watchStallLimitSeconds * 1000,
     },
     followerWatch: settings.followerWatch,
+    shutdownBudgetMs: settings.shutdownBudgetSeconds * 1000,
+    watchFailureLimitMs: settings.watchFailureLimitSeconds * 1000,
     warnings: warningList,
   };
 }

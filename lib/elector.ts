@@ -43,7 +43,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, monotonicNow, systemClock } from "./clock.ts";
 import { Backoff } from "./backoff.ts";
 import { AlreadyExistsError, ConflictError } from "./errors.ts";
 import { microTime } from "./lease_lock.ts";
@@ -58,8 +58,101 @@ export interface Term {
    * lock changes hands, but a replica that takes its own lock again keeps it.
    */
   transitions: number;
-  /** Aborts when the term ends (lost lease, renew deadline passed, or shutdown). */
+  /**
+   * Aborts when the term ends at once: the lease was lost, the renew
+   * deadline passed, the work asked to step down, or the shutdown budget
+   * ran out. The work stops without finishing what is in flight.
+   */
   signal: AbortSignal;
+  /**
+   * Aborts when the replica is asked to stop (SIGTERM, SIGINT): the work
+   * stops taking new work, finishes what is in flight and settles, while
+   * the elector keeps renewing the lease for it. Aborts with `signal` too.
+   * Absent: the work has nothing to drain and stops with `signal`.
+   */
+  drain?: AbortSignal;
+  /**
+   * Throws {@linkcode TermExpiredError} unless the term is still running
+   * and the lease was renewed within the renew deadline, measured on the
+   * monotonic clock. Called right before anything leaves the process on
+   * the term's behalf (every sink attempt), so a replica that was paused
+   * past its lease sends nothing when it wakes. Absent: current until
+   * `signal` aborts.
+   */
+  assertCurrent?(): void;
+}
+
+/**
+ * A term's lease can no longer be trusted: its last renewal is older than
+ * the renew deadline (the process was paused, or the API server did not
+ * answer), or the term has ended.
+ */
+export class TermExpiredError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TermExpiredError";
+  }
+}
+
+/**
+ * Thrown by a term's work that cannot do its job here (its credentials are
+ * refused, say): the elector releases the lock, so that another replica
+ * takes over at once, and keeps away from it for a while
+ * ({@linkcode ElectorOptions.stepDownBackoffMs}).
+ */
+export class StepDownError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StepDownError";
+  }
+}
+
+/** The shutdown budget ran out before the term's work finished draining: what is in flight is cut. */
+export class ShutdownBudgetError extends Error {
+  constructor(budgetMs: number) {
+    super(`The shutdown budget of ${budgetMs} ms ran out`);
+    this.name = "ShutdownBudgetError";
+  }
+}
+
+/**
+ * A term for work that runs without leader election: it drains on `stop`,
+ * is cut `budgetMs` later if still running, and is always current.
+ * `dispose` removes its listeners and timer.
+ */
+export function unelectedTerm(
+  identity: string,
+  stop: AbortSignal,
+  budgetMs: number,
+  clock: Clock = systemClock,
+): { term: Term; dispose: () => void } {
+  const hard = new AbortController();
+  const drain = new AbortController();
+  const timer = new AbortController();
+  const onStop = () => {
+    drain.abort(stop.reason);
+    clock.sleep(budgetMs, timer.signal).then(
+      () => hard.abort(new ShutdownBudgetError(budgetMs)),
+      () => {}, // Disposed: the work finished first.
+    );
+  };
+  if (stop.aborted) onStop();
+  else stop.addEventListener("abort", onStop, { once: true });
+  return {
+    term: {
+      identity,
+      transitions: 0,
+      signal: hard.signal,
+      drain: drain.signal,
+      assertCurrent: () => {
+        if (hard.signal.aborted) throw new TermExpiredError("The term has ended");
+      },
+    },
+    dispose: () => {
+      stop.removeEventListener("abort", onStop);
+      timer.abort();
+    },
+  };
 }
 
 /** Timing of the election, in ms. */
@@ -88,6 +181,18 @@ export interface ElectorOptions {
   clock?: Clock;
   /** Random in [0, 1) for jitter (default Math.random). */
   random?: () => number;
+  /**
+   * On stop, how long the term's work may drain (the lease renewed
+   * meanwhile) before it is cut (default 0: the term ends at once, as
+   * client-go's does; kevents passes `kevents_shutdown_budget_seconds`).
+   */
+  shutdownBudgetMs?: number;
+  /**
+   * After a term whose work threw {@linkcode StepDownError}, how long the
+   * replica stays away from the lock: this doubles with every such term in
+   * a row, up to 16 times (default two lease durations).
+   */
+  stepDownBackoffMs?: number;
   /**
    * Candidates watch the lock, when it can be watched ({@linkcode Lock.watch}),
    * and try to take it as soon as it is released or its lease has run out,
@@ -131,10 +236,11 @@ type Attempt = "acquired" | "held" | "failed";
 export async function runElector(options: ElectorOptions, signal: AbortSignal): Promise<void> {
   validateTimings(options.timings);
   const state = new ElectorState(options);
-  for (let terms = 0; !signal.aborted; terms++) {
-    const acquired = await state.acquire(signal, terms > 0);
+  let pause = 0;
+  while (!signal.aborted) {
+    const acquired = await state.acquire(signal, pause);
     if (!acquired) break;
-    await state.leadTerm(signal);
+    pause = await state.leadTerm(signal);
   }
 }
 
@@ -160,6 +266,10 @@ class ElectorState {
   #observedCount = 0;
   /** Wakes the candidate waiting for its next try. */
   #wake: (() => void) | undefined;
+  /** When the last try began, on the monotonic clock. */
+  #triedAt = 0;
+  /** Terms in a row that ended in a step-down. */
+  #stepDowns = 0;
 
   constructor(options: ElectorOptions) {
     this.#o = options;
@@ -192,6 +302,9 @@ class ElectorState {
   async #tryAcquireOrRenew(signal: AbortSignal): Promise<Attempt> {
     const { lock, identity, timings } = this.#o;
     const now = this.#clock.now();
+    // A successful try holds the lease from when it was sent, not answered:
+    // a renewal that took long must not stretch the renew deadline.
+    this.#triedAt = monotonicNow(this.#clock);
     const desired: LeaderElectionRecord = {
       holderIdentity: identity,
       leaseDurationSeconds: Math.max(1, Math.ceil(timings.leaseDurationMs / 1000)),
@@ -281,11 +394,11 @@ class ElectorState {
   /**
    * Tries until we hold the lock; false when stopped first. Tries every
    * retry period, or, watching, when the watch shows the lock free or its
-   * lease runs out (see {@linkcode #nextTry}). After a term (`afterTerm`) it
-   * waits a retry period before the first try, so work that fails at once
-   * cannot spin on the lock. Settles only after its watch has closed.
+   * lease runs out (see {@linkcode #nextTry}). After a term it first waits
+   * `pauseMs` (a retry period, or a step-down backoff), so work that fails
+   * at once cannot spin on the lock. Settles only after its watch has closed.
    */
-  async acquire(signal: AbortSignal, afterTerm: boolean): Promise<boolean> {
+  async acquire(signal: AbortSignal, pauseMs: number): Promise<boolean> {
     const { timings, lock, identity } = this.#o;
     log.info("{identity} is a candidate for {lock}", { identity, lock: lock.describe() });
     const watching = this.#o.watchLock === true && lock.watch !== undefined;
@@ -297,7 +410,7 @@ class ElectorState {
     signal.addEventListener("abort", onStop, { once: true });
     let watcher: Promise<void> | undefined;
     try {
-      if (afterTerm) await this.#clock.sleep(this.#jittered(timings.retryPeriodMs), signal);
+      if (pauseMs > 0) await this.#clock.sleep(pauseMs, signal);
       for (;;) {
         const watchedBefore = this.#watchedCount;
         const result = await this.#attempt(signal, timings.requestTimeoutMs);
@@ -438,43 +551,96 @@ class ElectorState {
     this.#watchOpen = false;
   }
 
-  /** Leads one term: starts the work, renews, ends the term on loss or stop. */
-  async leadTerm(stop: AbortSignal): Promise<void> {
+  /**
+   * Leads one term: starts the work, renews, ends the term on loss or
+   * stop. On stop the work drains while the lease is renewed, for at most
+   * the shutdown budget; the lock is released only after the work settled.
+   * Returns how long to wait before trying to lead again.
+   */
+  async leadTerm(stop: AbortSignal): Promise<number> {
     const { timings, identity, lock } = this.#o;
+    const budgetMs = this.#o.shutdownBudgetMs ?? 0;
     const term = new AbortController();
+    const drain = new AbortController();
+    term.signal.addEventListener("abort", () => drain.abort(term.signal.reason), { once: true });
     const transitions = this.#observed?.leaderTransitions ?? 0;
     log.info("{identity} leads {lock} (transition {transitions})", {
       identity,
       lock: lock.describe(),
       transitions,
     });
-    // The renew deadline counts from when the last successful write was
-    // sent; a watchdog on our clock ends the term when it passes, even if a
-    // request hangs.
-    let lastRenew = this.#observedAt;
+    // The renew deadline counts, on the monotonic clock, from when the last
+    // successful write was sent; a watchdog ends the term when it passes,
+    // even if a request hangs, and assertCurrent refuses work past it even
+    // before the watchdog's timer had its turn (a process waking from a pause).
+    let lastRenew = this.#triedAt;
+    const pastDeadline = () => monotonicNow(this.#clock) - lastRenew >= timings.renewDeadlineMs;
+    const deadlineError = () =>
+      new TermExpiredError(
+        `Renew deadline passed: ${identity} could not renew ${lock.describe()} within ${timings.renewDeadlineMs} ms`,
+      );
     let watchdog = new AbortController();
     const armDeadline = () => {
       watchdog.abort();
       watchdog = new AbortController();
-      const wait = lastRenew + timings.renewDeadlineMs - this.#clock.now();
+      const wait = lastRenew + timings.renewDeadlineMs - monotonicNow(this.#clock);
       this.#clock.sleep(Math.max(0, wait), watchdog.signal).then(() => {
         log.error("{identity} could not renew {lock} within {ms} ms: stepping down", {
           identity,
           lock: lock.describe(),
           ms: timings.renewDeadlineMs,
         });
-        term.abort(new Error("Renew deadline passed"));
+        term.abort(deadlineError());
       }, () => {}); // Re-armed or term over.
     };
     armDeadline();
-    const onStop = () => term.abort(stop.reason);
-    stop.addEventListener("abort", onStop, { once: true });
-    const work = this.#o.lead({ identity, transitions, signal: term.signal }).then(
+    const budget = new AbortController();
+    const onStop = () => {
+      if (budgetMs <= 0) return term.abort(stop.reason);
+      log.info("{identity} drains its term (shutdown budget {ms} ms), renewing meanwhile", {
+        identity,
+        ms: budgetMs,
+      });
+      drain.abort(stop.reason);
+      this.#clock.sleep(budgetMs, budget.signal).then(() => {
+        log.warn("The shutdown budget of {ms} ms ran out: cutting the work still in flight", {
+          ms: budgetMs,
+        });
+        term.abort(new ShutdownBudgetError(budgetMs));
+      }, () => {}); // The work finished first.
+    };
+    if (stop.aborted) onStop();
+    else stop.addEventListener("abort", onStop, { once: true });
+    let stepDown: StepDownError | undefined;
+    const work = this.#o.lead({
+      identity,
+      transitions,
+      signal: term.signal,
+      drain: drain.signal,
+      assertCurrent: () => {
+        if (term.signal.aborted) {
+          const reason = term.signal.reason;
+          throw reason instanceof TermExpiredError
+            ? reason
+            : new TermExpiredError(`The term has ended: ${String(reason)}`);
+        }
+        if (pastDeadline()) {
+          const e = deadlineError();
+          term.abort(e);
+          throw e;
+        }
+      },
+    }).then(
       () => {
-        if (!term.signal.aborted) log.warn("The leader's work ended on its own; ending the term");
+        if (!term.signal.aborted && !drain.signal.aborted) {
+          log.warn("The leader's work ended on its own; ending the term");
+        }
       },
       (e) => {
-        if (!term.signal.aborted) {
+        if (e instanceof StepDownError) {
+          stepDown = e;
+          log.error("{identity} steps down: {error}", { identity, error: e.message });
+        } else if (!term.signal.aborted) {
           log.error("The leader's work failed: {error}", { error: String(e) });
         }
       },
@@ -486,15 +652,16 @@ class ElectorState {
         } catch {
           break; // Term ended while waiting.
         }
-        const started = this.#clock.now();
-        const remaining = lastRenew + timings.renewDeadlineMs - started;
+        const remaining = lastRenew + timings.renewDeadlineMs - monotonicNow(this.#clock);
         const result = await this.#attempt(
           term.signal,
           Math.min(timings.requestTimeoutMs, remaining),
         )
           .catch(() => "failed" as Attempt);
         if (result === "acquired") {
-          lastRenew = started;
+          // Sent before a pause and answered after it: the deadline counts
+          // from the sending, and the re-armed watchdog fires at once.
+          lastRenew = this.#triedAt;
           armDeadline();
         } else if (result === "held") {
           log.error("{identity} lost {lock} to {holder}", {
@@ -502,17 +669,33 @@ class ElectorState {
             lock: lock.describe(),
             holder: this.#holder,
           });
-          term.abort(new Error("Lease lost"));
+          term.abort(new TermExpiredError(`Lease lost: another replica wrote ${lock.describe()}`));
         }
         // "failed": keep trying every retry period until the deadline timer fires.
       }
     } finally {
       watchdog.abort();
+      budget.abort();
       stop.removeEventListener("abort", onStop);
       // The work stops before the lock is released: never two pumps at once.
       await work;
     }
-    if (stop.aborted && this.#holder === identity) await this.#release();
+    if ((stop.aborted || stepDown !== undefined) && this.#holder === identity) {
+      await this.#release();
+    }
+    if (stepDown === undefined) {
+      this.#stepDowns = 0;
+      return this.#jittered(timings.retryPeriodMs);
+    }
+    const base = this.#o.stepDownBackoffMs ?? 2 * timings.leaseDurationMs;
+    const pause = base * 2 ** Math.min(this.#stepDowns, 4);
+    this.#stepDowns += 1;
+    log.warn("{identity} keeps away from {lock} for {seconds} s so that another replica leads", {
+      identity,
+      lock: lock.describe(),
+      seconds: Math.round(pause / 1000),
+    });
+    return this.#jittered(pause);
   }
 
   /** Gives the lock up (empty holder, 1 s duration) so a follower takes over at once. */

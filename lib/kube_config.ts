@@ -8,11 +8,21 @@
  * per request. {@linkcode PooledKubeConfig} overrides how client-node
  * authenticates a request so that it, too, uses the shared pool.
  *
+ * Credentials follow kubectl (client-go) where client-node differs: a
+ * token, from the kubeconfig or a token file, is trimmed of surrounding
+ * whitespace (a token written to a file or a Secret often ends in a
+ * newline, which no HTTP header may hold); a user's `tokenFile` is read,
+ * and read again every minute; and an `http://` server (`kubectl proxy`)
+ * is accepted but gets no credentials, as client-go sends them only over
+ * TLS, where client-node refuses the server outright unless
+ * `insecure-skip-tls-verify` is set.
+ *
  * @module
  */
 
-import { KubeConfig, type RequestContext } from "@kubernetes/client-node";
+import { KubeConfig, type RequestContext, type User } from "@kubernetes/client-node";
 import { Agent } from "undici";
+import YAML from "yaml";
 
 /** The in-cluster service-account folder. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -150,6 +160,8 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
       `Cannot read kubeconfig from ${what} "${candidates.join(":")}": no such file`,
     );
   }
+  /** The kubeconfig users' token files, checked below for the current user. */
+  const userTokenFiles = new Map<string, string>();
   if (file !== undefined) {
     let text: string;
     try {
@@ -160,9 +172,15 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
     try {
       config.loadFromString(text);
       // As loadFromFile does: relative certificate and key paths are the file's.
-      config.makePathsAbsolute(
-        file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".",
-      );
+      const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".";
+      config.makePathsAbsolute(dir);
+      config.users = config.users.map(trimmedToken);
+      for (const [user, path] of tokenFiles(text)) {
+        // Relative to the kubeconfig's folder, as kubectl resolves it.
+        const absolute = path.startsWith("/") ? path : `${dir}/${path}`;
+        config.setTokenFile(user, absolute);
+        userTokenFiles.set(user, absolute);
+      }
     } catch (e) {
       throw new KubeConfigError(
         // The YAML parser's message goes on with an excerpt of the file: its first line says it all.
@@ -186,11 +204,10 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
         caFile: `${dir}/ca.crt`,
         skipTLSVerify: false,
       },
-      {
-        name: "in-cluster",
-        authProvider: { name: "tokenFile", config: { tokenFile: `${dir}/token` } },
-      },
+      { name: "in-cluster" },
     );
+    // Read again every minute: the kubelet rotates a projected token.
+    config.setTokenFile("in-cluster", `${dir}/token`);
     origin = "in-cluster";
   } else {
     throw new KubeConfigError(
@@ -208,10 +225,31 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
     );
   }
   if (origin !== "in-cluster") checkUser(config, origin, context);
+  const userName = config.getContextObject(context)?.user ?? "";
+  const tokenFile = userTokenFiles.get(userName);
+  if (tokenFile !== undefined) {
+    try {
+      Deno.readTextFileSync(tokenFile);
+    } catch (e) {
+      throw new KubeConfigError(
+        `Cannot use kubeconfig ${origin}: context "${context}", user "${userName}": ` +
+          `cannot read its tokenFile ${tokenFile}: ${readFailure(e)}`,
+        { cause: e },
+      );
+    }
+  }
   const warnings: string[] = [];
-  if (cluster.skipTLSVerify) {
+  if (cluster.skipTLSVerify && !isPlainHttp(cluster.server)) {
     warnings.push(
       `TLS verification of ${cluster.server} is off (insecure-skip-tls-verify in ${origin})`,
+    );
+  }
+  const user = config.getCurrentUser();
+  if (isPlainHttp(cluster.server) && user !== null && hasCredentials(user, config)) {
+    warnings.push(
+      `The credentials of user "${user.name}" (${origin}) are not sent to ${cluster.server}: ` +
+        "as with kubectl, they go only over TLS (https://); a plain-HTTP server such as " +
+        "kubectl proxy adds its own",
     );
   }
   let namespace = config.getContextObject(context)?.namespace;
@@ -225,6 +263,47 @@ export function loadKubeConfig(source: KubeConfigSource): LoadedKubeConfig {
   }
   return { config, origin, namespace, warnings };
 }
+
+/** Whether a server URL is plain HTTP, which gets no credentials (see the module documentation). */
+function isPlainHttp(server: string): boolean {
+  return server.toLowerCase().startsWith("http:");
+}
+
+/** Whether `user` would authenticate over TLS. */
+function hasCredentials(user: User, config: PooledKubeConfig): boolean {
+  return [user.token, user.certData, user.certFile, user.username, user.password]
+    .some((v) => v !== undefined && v !== null && v !== "") ||
+    (user.exec !== undefined && user.exec !== null) || config.hasTokenFile(user.name);
+}
+
+/** `user` with its token trimmed of surrounding whitespace, as kubectl reads a token file. */
+function trimmedToken(user: User): User {
+  return typeof user.token === "string" && user.token !== user.token.trim()
+    ? { ...user, token: user.token.trim() }
+    : user;
+}
+
+/**
+ * The `tokenFile` of each user of a kubeconfig (kubectl's key, which
+ * client-node does not read), by user name, for users without a `token`,
+ * which wins over it as in kubectl.
+ */
+function tokenFiles(text: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const doc = YAML.parse(text) as { users?: unknown } | null;
+  if (doc === null || typeof doc !== "object" || !Array.isArray(doc.users)) return files;
+  for (const entry of doc.users as { name?: unknown; user?: Record<string, unknown> }[]) {
+    const file = entry?.user?.tokenFile;
+    const token = entry?.user?.token;
+    if (typeof entry?.name !== "string" || typeof file !== "string" || file === "") continue;
+    if (typeof token === "string" && token !== "") continue;
+    files.set(entry.name, file);
+  }
+  return files;
+}
+
+/** How long a token read from a file is used before the file is read again: client-go's minute. */
+export const TOKEN_FILE_REFRESH_MS = 60_000;
 
 /** Options for the shared connection pool. */
 export interface PoolOptions {
@@ -240,6 +319,43 @@ export class PooledKubeConfig extends KubeConfig {
   #agent: Agent | undefined;
   #closed = false;
   #poolOptions: PoolOptions = {};
+  /** Token files by user name, with the token last read from each and when. */
+  #tokenFiles = new Map<string, { path: string; token?: string; readAt?: number }>();
+
+  /**
+   * Authenticates `user` with the bearer token in the file at `path`
+   * (trimmed), read on first use and again every {@linkcode TOKEN_FILE_REFRESH_MS}.
+   */
+  setTokenFile(user: string, path: string): void {
+    this.#tokenFiles.set(user, { path });
+  }
+
+  /** Whether `user` authenticates with a token file. */
+  hasTokenFile(user: string): boolean {
+    return this.#tokenFiles.has(user);
+  }
+
+  /** The token of the current user's token file; the last one read when a later read fails. */
+  #fileToken(user: string): string | undefined {
+    const file = this.#tokenFiles.get(user);
+    if (file === undefined) return undefined;
+    const now = Date.now();
+    if (file.readAt === undefined || now - file.readAt >= TOKEN_FILE_REFRESH_MS) {
+      try {
+        file.token = Deno.readTextFileSync(file.path).trim();
+        file.readAt = now;
+      } catch (e) {
+        // As client-go: a rotation in progress keeps the token read last.
+        if (file.token === undefined) {
+          throw new Error(
+            `Cannot read the token file ${file.path}: ${e instanceof Error ? e.message : e}`,
+            { cause: e },
+          );
+        }
+      }
+    }
+    return file.token === "" ? undefined : file.token;
+  }
 
   /** Sets pool options; call before the first request. */
   configurePool(options: PoolOptions): void {
@@ -277,9 +393,18 @@ export class PooledKubeConfig extends KubeConfig {
 
   /**
    * The headers that authenticate a request (bearer token, exec plugin,
-   * token file, basic auth), refreshed as the authenticators decide.
+   * token file, basic auth), refreshed as the authenticators decide. A
+   * plain-HTTP server gets only the impersonation header, as from kubectl.
    */
   async authHeaders(): Promise<Record<string, string>> {
+    const user = this.getCurrentUser();
+    if (isPlainHttp(this.getCurrentCluster()?.server ?? "")) {
+      // applyToHTTPSOptions would throw here: it also builds a Node agent
+      // (unused: requests go through the pool), which refuses http://.
+      return typeof user?.impersonateUser === "string"
+        ? { "Impersonate-User": user.impersonateUser }
+        : {};
+    }
     const opts: { headers?: Record<string, string>; auth?: string } = {};
     await this.applyToHTTPSOptions(opts);
     const headers: Record<string, string> = {};
@@ -287,6 +412,13 @@ export class PooledKubeConfig extends KubeConfig {
     if (opts.auth !== undefined && !opts.auth.startsWith("undefined:")) {
       headers.Authorization = `Basic ${btoa(opts.auth)}`;
     }
+    const fileToken = user === null || typeof user.token === "string" && user.token !== ""
+      ? undefined
+      : this.#fileToken(user.name);
+    if (fileToken !== undefined) headers.Authorization = `Bearer ${fileToken}`;
+    // A token an exec plugin printed with a newline: no header may hold one.
+    const bearer = /^Bearer\s+(.*)$/s.exec(headers.Authorization ?? "");
+    if (bearer !== null) headers.Authorization = `Bearer ${bearer[1]!.trim()}`;
     return headers;
   }
 

@@ -2,6 +2,15 @@
  * A {@linkcode Lock} on a coordination.k8s.io/v1 Lease. Lease times are
  * MicroTime (six fractional digits), which the API server insists on.
  *
+ * The server types a Lease's fields, but another client may leave some
+ * out. A Lease without a holder (a Lease created empty, ahead of any
+ * elector) is free, as client-go reads it. A Lease with a holder but no
+ * `leaseDurationSeconds` would read, as in client-go, as a lease of 0 s,
+ * expired the moment it is seen, while its holder may well be alive: it
+ * gets the lock's `unreadableLeaseSeconds` instead (default 60), so it is
+ * taken over once it has stayed unchanged that long, with a warning once
+ * per distinct spec.
+ *
  * @module
  */
 
@@ -13,6 +22,8 @@ import {
   type Lock,
   LockObjectWatch,
   type LockWatchOptions,
+  unreadableLeaseSeconds,
+  UnreadableRecordWarning,
 } from "./lock.ts";
 
 /** Formats a time as a Kubernetes MicroTime: "2026-11-21T20:03:04.123000Z". */
@@ -24,6 +35,12 @@ export function microTime(ms: number): string {
 export interface LeaseLockOptions {
   namespace: string;
   name: string;
+  /**
+   * The lease, in whole seconds, of a Lease that has a holder but no
+   * `leaseDurationSeconds` (default 60; meant to be the configured lease
+   * duration).
+   */
+  unreadableLeaseSeconds?: number;
 }
 
 // The API returns Lease times as strings although client-node types them as Date.
@@ -35,39 +52,36 @@ type LeaseSpecWire = {
   leaseTransitions?: number;
 };
 
-/** The election record a Lease holds. */
-function recordOf(lease: V1Lease): LeaderElectionRecord {
-  const spec = (lease.spec ?? {}) as LeaseSpecWire;
-  return {
-    holderIdentity: spec.holderIdentity ?? "",
-    leaseDurationSeconds: spec.leaseDurationSeconds ?? 0,
-    acquireTime: spec.acquireTime ?? "",
-    renewTime: spec.renewTime ?? "",
-    leaderTransitions: spec.leaseTransitions ?? 0,
-  };
-}
-
 /** Leader election on a Lease object. */
 export class LeaseLock implements Lock {
   #client: KubeClient;
   #namespace: string;
   #name: string;
+  #unreadableLeaseSeconds: number;
   #last: V1Lease | undefined;
+  #problem: string | undefined;
+  #warning: UnreadableRecordWarning;
   #watch: LockObjectWatch<V1Lease>;
 
   constructor(client: KubeClient, options: LeaseLockOptions) {
     this.#client = client;
     this.#namespace = options.namespace;
     this.#name = options.name;
+    this.#unreadableLeaseSeconds = unreadableLeaseSeconds(options.unreadableLeaseSeconds);
+    this.#warning = new UnreadableRecordWarning(() => this.describe());
     this.#watch = new LockObjectWatch<V1Lease>(client, {
       ref: LEASES,
       namespace: options.namespace,
       name: options.name,
-      record: recordOf,
+      record: (lease) => this.#read(lease).record,
     });
   }
 
-  /** Reads the Lease; undefined when it does not exist. */
+  /**
+   * Reads the Lease; undefined when it does not exist. A Lease with a
+   * holder but no lease duration gets the lock's `unreadableLeaseSeconds`
+   * (see the module documentation); {@linkcode problem} then says so.
+   */
   async get(signal?: AbortSignal): Promise<LeaderElectionRecord | undefined> {
     try {
       this.#last = await this.#client.get<V1Lease>(LEASES, this.#namespace, this.#name, {
@@ -76,13 +90,21 @@ export class LeaseLock implements Lock {
     } catch (e) {
       if (e instanceof NotFoundError) {
         this.#last = undefined;
+        this.#problem = undefined;
         this.#watch.seen(undefined);
         return undefined;
       }
       throw e;
     }
     this.#watch.seen(this.#last);
-    return recordOf(this.#last);
+    const { record, problem } = this.#read(this.#last);
+    this.#problem = problem;
+    return record;
+  }
+
+  /** What the Lease the last {@linkcode get} read lacks; undefined when nothing. */
+  get problem(): string | undefined {
+    return this.#problem;
   }
 
   /** Creates the Lease. */
@@ -114,6 +136,30 @@ export class LeaseLock implements Lock {
   /** "leases namespace/name". */
   describe(): string {
     return `leases ${this.#namespace}/${this.#name}`;
+  }
+
+  /** The election record a Lease holds, and what it lacks. */
+  #read(lease: V1Lease): { record: LeaderElectionRecord; problem?: string } {
+    const spec = (lease.spec ?? {}) as LeaseSpecWire;
+    const record: LeaderElectionRecord = {
+      holderIdentity: spec.holderIdentity ?? "",
+      leaseDurationSeconds: spec.leaseDurationSeconds ?? 0,
+      acquireTime: spec.acquireTime ?? "",
+      renewTime: spec.renewTime ?? "",
+      leaderTransitions: spec.leaseTransitions ?? 0,
+    };
+    if (record.holderIdentity === "" || typeof spec.leaseDurationSeconds === "number") {
+      return { record };
+    }
+    record.leaseDurationSeconds = this.#unreadableLeaseSeconds;
+    const problem = "spec.leaseDurationSeconds is missing";
+    this.#warning.warn(
+      JSON.stringify(spec),
+      problem,
+      record.holderIdentity,
+      record.leaseDurationSeconds,
+    );
+    return { record, problem: `Cannot read the election record: ${problem}` };
   }
 
   #spec(r: LeaderElectionRecord): LeaseSpecWire {

@@ -31,6 +31,8 @@ export class Liveness {
   #leading = false;
   #lastActivity = 0;
   #waitingOnSinks = false;
+  #lastReceived = 0;
+  #unfit: string | undefined;
 
   constructor(clock: Clock = systemClock) {
     this.#clock = clock;
@@ -43,9 +45,25 @@ export class Liveness {
     this.#lastActivity = this.#clock.now();
   }
 
-  /** The list or watch received something. */
+  /** The list or watch received something; clears an earlier {@linkcode unfit}. */
   activity(): void {
     this.#lastActivity = this.#clock.now();
+    this.#lastReceived = this.#lastActivity;
+    this.#unfit = undefined;
+  }
+
+  /** When the list or watch last received something (ms since the epoch; 0 never). */
+  get lastReceivedAt(): number {
+    return this.#lastReceived;
+  }
+
+  /**
+   * This replica stepped down because it cannot read events (`reason`):
+   * unhealthy, leading or not, until a later term's list or watch receives
+   * something.
+   */
+  unfit(reason: string): void {
+    this.#unfit = reason;
   }
 
   /** The reader started (true) or stopped (false) waiting for room in the queue. */
@@ -56,6 +74,9 @@ export class Liveness {
 
   /** Judges liveness against `limitMs` of silence. */
   check(limitMs: number): LivenessVerdict {
+    if (this.#unfit !== undefined) {
+      return { live: false, detail: `unfit: ${this.#unfit}` };
+    }
     if (!this.#leading) return { live: true, detail: "ok: not leading" };
     if (this.#waitingOnSinks) return { live: true, detail: "ok: waiting for the sinks" };
     const silentMs = this.#clock.now() - this.#lastActivity;

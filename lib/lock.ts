@@ -10,9 +10,21 @@
  * changes the object `update` writes over, so the compare-and-swap stays
  * on what `get` returned.
  *
+ * A lock object may hold a record kevents cannot fully read: another
+ * client's format, a hand edit, a missing field. It must not block the lock
+ * forever, nor read as free while its writer may still hold it. So `get`
+ * and `watch` hand the elector a record in its place that names the holder
+ * as well as it can be read, carries `unreadableLeaseSeconds` (the lock's
+ * option; default {@linkcode DEFAULT_UNREADABLE_LEASE_SECONDS}) as its
+ * lease, and changes exactly when the object's record changes. The elector
+ * then treats it like any other record: held while it keeps changing, taken
+ * over with a compare-and-swap once it has stayed unchanged for that lease
+ * on the candidate's clock. Each lock warns once per distinct such record.
+ *
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { GoneError, NotFoundError } from "./errors.ts";
 import type { KubeClient, ResourceRef } from "./kube_client.ts";
 
@@ -64,13 +76,69 @@ export interface Lock {
   describe(): string;
 }
 
+/** The holder a record shows when none can be read from the lock object. */
+export const UNREADABLE_HOLDER = "(unreadable record)";
+
+/**
+ * How long, by default, a record kevents cannot fully read must stay
+ * unchanged before a candidate takes it over (the default lease, 60 s).
+ */
+export const DEFAULT_UNREADABLE_LEASE_SECONDS = 60;
+
+/** Checks a lock's `unreadableLeaseSeconds` option; returns it, or the default when unset. */
+export function unreadableLeaseSeconds(seconds: number | undefined): number {
+  if (seconds === undefined) return DEFAULT_UNREADABLE_LEASE_SECONDS;
+  if (!Number.isSafeInteger(seconds) || seconds < 1) {
+    throw new RangeError(
+      `Cannot use unreadableLeaseSeconds ${seconds}: must be a whole number of seconds, at least 1`,
+    );
+  }
+  return seconds;
+}
+
+const log = getLogger(["kevents", "lock"]);
+
+/**
+ * Warns, once per distinct record, that a lock object holds a record
+ * kevents cannot fully read and when it will be taken over. Each lock keeps
+ * one, so that a record both its `get` and its watch report, or that every
+ * retry reads again, is warned of once.
+ */
+export class UnreadableRecordWarning {
+  #lock: () => string;
+  /** The text of the record last warned of. */
+  #last: string | undefined;
+
+  /** `lock` describes the lock, for the message. */
+  constructor(lock: () => string) {
+    this.#lock = lock;
+  }
+
+  /** Warns about the record `text`, unless it is the one last warned of. */
+  warn(text: string, problem: string, holder: string, leaseSeconds: number): void {
+    if (text === this.#last) return;
+    this.#last = text;
+    log.warn(
+      "{lock} holds an election record kevents cannot read ({problem}): {record}; it counts as " +
+        "held by {holder} and is taken over once it has stayed unchanged for {seconds} s",
+      {
+        lock: this.#lock(),
+        problem,
+        record: text.length > 200 ? `${text.slice(0, 200)}...` : text,
+        holder,
+        seconds: leaseSeconds,
+      },
+    );
+  }
+}
+
 /** Options for {@linkcode LockObjectWatch}. */
 export interface LockObjectWatchOptions<T> {
   /** The lock object's resource (leases, configmaps, endpoints). */
   ref: ResourceRef;
   namespace: string;
   name: string;
-  /** The record an object holds; may throw when it holds none that can be read. */
+  /** The record an object holds (see the module documentation for records that cannot be read). */
   record: (object: T) => LeaderElectionRecord;
 }
 

@@ -38,6 +38,31 @@ function redacting(format: TextFormatter): TextFormatter {
   };
 }
 
+/**
+ * The record with each string value written into the text of its message,
+ * for the JSON formatter, which renders a value as JSON: a string would
+ * show its quotes (`http://"0.0.0.0":5555`). Other values are left to the
+ * formatter; `properties` keep every value as given.
+ */
+function withBareStrings(record: LogRecord): LogRecord {
+  const parts = record.message;
+  if (!parts.some((part, i) => i % 2 === 1 && typeof part === "string")) return record;
+  const message: unknown[] = [parts[0]];
+  for (let i = 1; i < parts.length; i += 2) {
+    const value = parts[i];
+    const text = String(parts[i + 1] ?? "");
+    if (typeof value === "string") message[message.length - 1] = `${message.at(-1)}${value}${text}`;
+    else message.push(value, text);
+  }
+  return { ...record, message };
+}
+
+/** The JSON lines formatter, string values in the message without quotes. */
+function jsonLines(): TextFormatter {
+  const format = getJsonLinesFormatter();
+  return (record) => format(withBareStrings(record));
+}
+
 /** Options for {@linkcode setupLogging}. */
 export interface LogOptions {
   /** Lowest level logged (default "info"). */
@@ -86,7 +111,8 @@ export async function setupLogging(options: LogOptions = {}): Promise<void> {
     reset: true,
     sinks: {
       stderr: getStreamSink(options.writable ?? Deno.stderr.writable, {
-        formatter: redacting(json ? getJsonLinesFormatter() : getTextFormatter()),
+        // Text: logtape's "bare" values, strings without quotes (control characters escaped).
+        formatter: redacting(json ? jsonLines() : getTextFormatter({ value: "bare" })),
       }),
     },
     loggers: [

@@ -25,6 +25,20 @@ export type WatchRestartReason = "expired" | "stale" | "error" | "timeout" | "st
 /** What became of one checkpoint write. */
 export type CheckpointResult = "written" | "fenced" | "failed";
 
+/**
+ * Why the pump could not resume from the checkpoint's position: the API
+ * server refuses its resourceVersion or it is not one (both start from
+ * now), or it is ahead of the server (relisted, delivered by time).
+ */
+export type CheckpointResetReason = "refused" | "unreadable" | "ahead";
+
+/**
+ * How the leader mended its checkpoint ConfigMap: recreated after a
+ * deletion, rewritten after a foreign edit (a replace, a hand edit), or
+ * found unusable (immutable, token in binaryData: kept in memory).
+ */
+export type CheckpointHealReason = "recreated" | "foreign_edit" | "unusable";
+
 const PREFIX = "kevents_";
 
 /** Collapses a Kubernetes event type to a bounded label value. */
@@ -60,7 +74,12 @@ export class Metrics {
   readonly #apiRequests: Counter<"verb" | "code">;
   readonly #lastWatchActivity: Gauge;
   readonly #serviceChecks: Counter<"status">;
+  readonly #checkpointResets: Counter<"reason">;
+  readonly #checkpointHeals: Counter<"reason">;
+  readonly #shutdownCut: Counter;
+  readonly #stepDowns: Counter;
   #queueDepthRead: () => number = () => 0;
+  #lastWatchActivityRead: (() => number) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -162,10 +181,43 @@ export class Metrics {
       labelNames: ["verb", "code"],
       registers,
     });
+    const readActivity = () => this.#lastWatchActivityRead?.();
     this.#lastWatchActivity = new Gauge({
       name: `${PREFIX}watch_last_activity_timestamp_seconds`,
       help: "When the leader's list or watch last received something (an event, a bookmark, " +
-        "an answer)",
+        "an answer); 0 before the first",
+      registers,
+      collect() {
+        const at = readActivity();
+        if (at !== undefined) this.set(at / 1000);
+      },
+    });
+    this.#checkpointResets = new Counter({
+      name: `${PREFIX}checkpoint_resets_total`,
+      help: "Terms that could not resume from the checkpoint's position, by reason: refused " +
+        "(the API server refuses its resourceVersion) and unreadable start from now; ahead " +
+        "(ahead of the API server: a restored etcd, a copied ConfigMap) relists and delivers by time",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#checkpointHeals = new Counter({
+      name: `${PREFIX}checkpoint_heals_total`,
+      help: "Times the leader mended its checkpoint ConfigMap, by reason: recreated (deleted), " +
+        "foreign_edit (replaced or edited while it led), unusable (immutable, or the token in " +
+        "binaryData: kept in memory)",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#shutdownCut = new Counter({
+      name: `${PREFIX}shutdown_cut_events_total`,
+      help: "Events whose send the shutdown budget cut on a clean stop (the next leader " +
+        "delivers them again)",
+      registers,
+    });
+    this.#stepDowns = new Counter({
+      name: `${PREFIX}leader_step_downs_total`,
+      help: "Terms this replica gave up because it could not read events (credentials or " +
+        "permissions refused for longer than kevents_watch_failure_limit_seconds)",
       registers,
     });
     this.#serviceChecks = new Counter({
@@ -264,6 +316,31 @@ export class Metrics {
   /** The list or watch received something at `now` (ms since the epoch). */
   watchActivity(now: number): void {
     this.#lastWatchActivity.set(now / 1000);
+  }
+
+  /** Reads the last watch activity (ms since the epoch) from `read` at every scrape. */
+  watchActivityFrom(read: () => number): void {
+    this.#lastWatchActivityRead = read;
+  }
+
+  /** A term could not resume from the checkpoint's position. */
+  checkpointReset(reason: CheckpointResetReason): void {
+    this.#checkpointResets.inc({ reason });
+  }
+
+  /** The leader mended its checkpoint ConfigMap. */
+  checkpointHeal(reason: CheckpointHealReason): void {
+    this.#checkpointHeals.inc({ reason });
+  }
+
+  /** The shutdown budget cut a send of `events` events. */
+  shutdownCut(events: number): void {
+    this.#shutdownCut.inc(events);
+  }
+
+  /** This replica gave up a term it could not serve. */
+  stepDown(): void {
+    this.#stepDowns.inc();
   }
 
   /** This replica started leading (with the lock's transition count) or stopped. */

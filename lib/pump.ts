@@ -34,15 +34,20 @@ import type { Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import {
   BadRequestError,
+  ForbiddenError,
   GoneError,
   InvalidError,
   type KubeApiError,
+  KubeNetworkError,
+  NotFoundError,
+  UnauthorizedError,
   WatchStalledError,
 } from "./errors.ts";
+import { ShutdownBudgetError, TermExpiredError } from "./elector.ts";
 import { EVENTS, type KubeClient } from "./kube_client.ts";
 import type { Liveness } from "./liveness.ts";
 import { eventTypeLabel, type Metrics } from "./metrics.ts";
-import type { EventRecord, Sink } from "./sinks/sink.ts";
+import type { EventRecord, Fence, Sink } from "./sinks/sink.ts";
 
 /** Options for {@linkcode runPump}. */
 export interface PumpOptions {
@@ -62,8 +67,25 @@ export interface PumpOptions {
   watchTimeoutSeconds?: number;
   /** Records per send (default 500). */
   batchSize?: number;
-  /** After the stop signal, a send in flight may finish for this long (default 2000 ms). */
+  /**
+   * After the stop signal, a send in flight may finish for this long
+   * (default 2000 ms); none when the signal's reason is a
+   * {@linkcode ShutdownBudgetError}.
+   */
   stopGraceMs?: number;
+  /**
+   * Asks for a clean stop: the reader stops, the deliverer sends what is
+   * queued and in flight, and the pump settles (default: never).
+   */
+  drain?: AbortSignal;
+  /** The leadership term: handed to every sink, checked before every send. */
+  fence?: Fence;
+  /**
+   * When the list/watch has failed for this long in a row with errors that
+   * retrying cannot mend (401, 403, 404, a request that cannot be sent), the
+   * pump rejects with {@linkcode WatchFailingError} (default: never).
+   */
+  watchFailureLimitMs?: number;
   clock?: Clock;
   random?: () => number;
   /** Observes the pump (tests, metrics). */
@@ -114,11 +136,12 @@ export function eventTime(e: CoreV1Event): string | undefined {
  * migration, and for API servers not backed by etcd, so the comparison is
  * used only when both values are plain integers; otherwise the event's time
  * is compared with the token's, inclusively (events of the same second may
- * be delivered again, never lost).
+ * be delivered again, never lost). `byTime` compares times even for
+ * integers: for a token that does not come from this etcd's history.
  */
-export function isNewer(event: CoreV1Event, token: Token): boolean {
+export function isNewer(event: CoreV1Event, token: Token, byTime = false): boolean {
   const rv = event.metadata?.resourceVersion ?? "";
-  if (/^\d+$/.test(rv) && /^\d+$/.test(token.resourceVersion)) {
+  if (!byTime && /^\d+$/.test(rv) && /^\d+$/.test(token.resourceVersion)) {
     return BigInt(rv) > BigInt(token.resourceVersion);
   }
   const at = Date.parse(eventTime(event) ?? "");
@@ -126,6 +149,33 @@ export function isNewer(event: CoreV1Event, token: Token): boolean {
   // A missing or unreadable time cannot rule an event out.
   if (Number.isNaN(at) || Number.isNaN(since)) return true;
   return at >= since;
+}
+
+/** The list/watch of events kept failing with errors retrying cannot mend, for longer than the limit. */
+export class WatchFailingError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "WatchFailingError";
+  }
+}
+
+/**
+ * Whether retrying a failed list or watch cannot help by itself: refused
+ * credentials or permissions, a missing resource, or a request the client
+ * cannot even send (a header with a newline in it). Network errors,
+ * timeouts, 429 and 5xx are retryable: an API server down hurts every
+ * replica alike, so stepping down would not help.
+ */
+export function isUnmendable(e: unknown): boolean {
+  if (
+    e instanceof UnauthorizedError || e instanceof ForbiddenError || e instanceof NotFoundError
+  ) return true;
+  if (e instanceof KubeNetworkError) {
+    // undici refuses to send a request it finds malformed (InvalidArgumentError).
+    const code = (e.cause as { code?: unknown } | undefined)?.code;
+    return code === "UND_ERR_INVALID_ARG" || e.cause instanceof TypeError;
+  }
+  return false;
 }
 
 /** Whether the API server refused a request for its resourceVersion (400 or 422 naming it). */
@@ -142,6 +192,7 @@ class BoundedQueue<T> {
   #capacity: number;
   #notFull: (() => void) | undefined;
   #notEmpty: (() => void) | undefined;
+  #closed = false;
 
   constructor(capacity: number) {
     this.#capacity = capacity;
@@ -172,9 +223,16 @@ class BoundedQueue<T> {
     this.#notEmpty?.();
   }
 
+  /** No more pushes: once empty, `take` returns an empty batch instead of waiting. */
+  close(): void {
+    this.#closed = true;
+    this.#notEmpty?.();
+  }
+
   async take(max: number, signal: AbortSignal): Promise<T[]> {
     while (this.size === 0) {
       signal.throwIfAborted();
+      if (this.#closed) return [];
       await this.#waitFor("empty", signal);
     }
     const out = this.#items.slice(this.#head, this.#head + max);
@@ -224,23 +282,32 @@ export async function runPump(options: PumpOptions, signal: AbortSignal): Promis
   const onStop = () => inner.abort(signal.reason);
   if (signal.aborted) onStop();
   else signal.addEventListener("abort", onStop, { once: true });
+  // A drain stops only the reader; the deliverer empties the queue, then ends.
+  const reading = options.drain === undefined
+    ? inner.signal
+    : AbortSignal.any([inner.signal, options.drain]);
   const fail = (e: unknown) => {
     if (!inner.signal.aborted) inner.abort(e);
     throw e;
   };
   try {
     const results = await Promise.allSettled([
-      readLoop(options, queue, inner.signal).catch(fail),
+      readLoop(options, queue, reading).catch(fail).finally(() => queue.close()),
       deliverLoop(options, queue, inner.signal).catch(fail),
     ]);
-    if (!signal.aborted) {
-      const failed = results.find((r) => r.status === "rejected");
-      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed !== undefined && (!signal.aborted || isOwnFailure(failed.reason))) {
+      throw failed.reason;
     }
   } finally {
     signal.removeEventListener("abort", onStop);
     options.metrics?.watchQueue(() => 0);
   }
+}
+
+/** A failure of the pump's own making, reported even when the term was ending anyway. */
+function isOwnFailure(e: unknown): boolean {
+  return e instanceof WatchFailingError;
 }
 
 async function deliverLoop(
@@ -254,11 +321,13 @@ async function deliverLoop(
   // A send in flight when the term ends may finish within the grace period,
   // so that what reached the sink is also acknowledged; then it is cut. One
   // controller for the whole loop: per-batch controllers and their abort
-  // errors cost a sixth of the pump's time in profiles.
+  // errors cost a sixth of the pump's time in profiles. A spent shutdown
+  // budget cuts at once: the grace is already over.
   const hard = new AbortController();
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   const onAbort = () => {
-    graceTimer = setTimeout(() => hard.abort(signal.reason), grace);
+    if (signal.reason instanceof ShutdownBudgetError) hard.abort(signal.reason);
+    else graceTimer = setTimeout(() => hard.abort(signal.reason), grace);
   };
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
@@ -270,6 +339,7 @@ async function deliverLoop(
       } catch {
         return; // Stopped while idle: nothing in flight.
       }
+      if (items.length === 0) return; // Drained: the reader stopped and the queue is empty.
       const records = items.flatMap((i) => (i.record === undefined ? [] : [i.record]));
       if (records.length > 0) {
         try {
@@ -277,8 +347,15 @@ async function deliverLoop(
             o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff, o)),
           );
         } catch (e) {
-          if (hard.signal.aborted) return; // Not acknowledged: the next leader delivers it again.
-          throw e;
+          if (!hard.signal.aborted) throw e;
+          if (hard.signal.reason instanceof ShutdownBudgetError) {
+            o.metrics?.shutdownCut(records.length);
+            log.warn(
+              "The shutdown budget cut a send of {n} events: the next leader delivers them again",
+              { n: records.length },
+            );
+          }
+          return; // Not acknowledged: the next leader delivers it again.
         }
         // Delivered: the next failure starts its backoff from the beginning.
         backoff.reset();
@@ -301,10 +378,14 @@ async function sendWithRetry(
   backoff: Backoff,
   o: PumpOptions,
 ): Promise<void> {
+  const options = o.fence === undefined ? undefined : { fence: o.fence };
   for (;;) {
     try {
       const droppedBefore = sink.dropped ?? 0;
-      await sink.send(records, signal);
+      // Before every attempt, retries included: a term past its renew
+      // deadline (a paused process waking up) sends nothing.
+      o.fence?.assertCurrent();
+      await sink.send(records, signal, options);
       if (o.metrics !== undefined) {
         if ((sink.dropped ?? 0) > droppedBefore) {
           o.metrics.dropped(sink.name, records.map((r) => r.event.type));
@@ -315,7 +396,7 @@ async function sendWithRetry(
       }
       return;
     } catch (e) {
-      if (signal.aborted) throw e;
+      if (signal.aborted || e instanceof TermExpiredError) throw e;
       o.metrics?.sinkError(sink.name);
       log.warn("Sink {sink} failed to take {n} events: {error}; retrying", {
         sink: sink.name,
@@ -325,6 +406,32 @@ async function sendWithRetry(
       await backoff.wait(signal);
     }
   }
+}
+
+/**
+ * The API server's current resourceVersion when `token` is ahead of it,
+ * else undefined. Sound only because both are etcd revisions (plain
+ * integers, one counter per etcd that only grows): a token larger than the
+ * revision etcd has reached was never handed out by this etcd (it was
+ * restored from a backup, or the ConfigMap came from another cluster), and
+ * a watch from it would wait, silently, for a revision that may take
+ * months to come. Opaque versions are not compared.
+ */
+async function serverBehind(
+  o: PumpOptions,
+  token: Token,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  if (!/^\d+$/.test(token.resourceVersion)) return undefined;
+  // Without a resourceVersion a list is a quorum read: the current revision.
+  const page = await o.client.list<CoreV1Event>(EVENTS, {
+    limit: 1,
+    fieldSelector: o.fieldSelector,
+    signal,
+  });
+  const current = page.resourceVersion;
+  if (current === undefined || !/^\d+$/.test(current)) return undefined;
+  return BigInt(token.resourceVersion) > BigInt(current) ? current : undefined;
 }
 
 /** Whether the server's history no longer reaches `token` (an exact list there answers 410). */
@@ -356,6 +463,15 @@ async function readLoop(
   let token = o.token;
   let lastEventTs = token?.timestamp;
   const { metrics, liveness } = o;
+  /** Since when (our clock) every list/watch failed with an unmendable error; undefined when the last one worked. */
+  let failingSince: number | undefined;
+  /**
+   * Whether the token must be checked against the server's position: at
+   * the start (it comes from the ConfigMap) and after a watch failed (the
+   * API server may have come back on a restored etcd); not after a relist
+   * or a watch the server ended, whose positions the server just gave.
+   */
+  let checkAhead = o.token !== undefined;
   const push = async (record: EventRecord | undefined, at: Token | undefined) => {
     if (!queue.full || liveness === undefined) {
       return await queue.push({ record, token: at }, signal);
@@ -400,6 +516,7 @@ async function readLoop(
       items += page.items.length;
       metrics?.listPage();
       liveness?.activity();
+      failingSince = undefined;
       if (deliver === undefined) break;
       if (clock.now() - lastProgress >= 10_000) {
         lastProgress = clock.now();
@@ -440,6 +557,27 @@ async function readLoop(
         });
         token = await listAll(o.backfill === true ? () => true : undefined, undefined);
       }
+      if (checkAhead) {
+        checkAhead = false;
+        const current = await serverBehind(o, token, signal);
+        if (current !== undefined) {
+          const since = token;
+          metrics?.checkpointReset("ahead");
+          log.warn(
+            "The checkpoint's resourceVersion {rv} is ahead of the API server's {current} " +
+              "(a restored etcd, or a ConfigMap from another cluster): relisting and delivering " +
+              "{what}",
+            {
+              rv: since.resourceVersion,
+              current,
+              what: since.timestamp === undefined
+                ? "every listed event (the checkpoint has no time)"
+                : `the events not older than the checkpoint's time ${since.timestamp}`,
+            },
+          );
+          token = await listAll((e) => isNewer(e, since, true), since);
+        }
+      }
       const started = clock.now();
       let received = 0;
       for await (
@@ -452,7 +590,10 @@ async function readLoop(
           // The server ends the watch after timeoutSeconds; silence 10% past
           // that means a connection that died without a word.
           idleTimeoutMs: timeoutSeconds * 1100,
-          onOpen: () => liveness?.activity(),
+          onOpen: () => {
+            liveness?.activity();
+            failingSince = undefined;
+          },
         })
       ) {
         liveness?.activity();
@@ -481,6 +622,7 @@ async function readLoop(
           for (const [type, n] of Object.entries(byType)) if (n > 0) metrics.received(type, n);
         }
         backoff.reset();
+        failingSince = undefined;
       }
       // The server ended the watch: at its timeout, or at once when the
       // resourceVersion is too old for it.
@@ -526,10 +668,26 @@ async function readLoop(
             "from now; events since the checkpoint cannot be replayed",
           { rv: token.resourceVersion, error: e.message },
         );
+        metrics?.checkpointReset("refused");
         token = undefined;
         continue;
       }
+      if (isUnmendable(e)) {
+        failingSince ??= clock.now();
+        const limit = o.watchFailureLimitMs;
+        if (limit !== undefined && clock.now() - failingSince >= limit) {
+          throw new WatchFailingError(
+            `Listing or watching events has failed for ${
+              Math.round((clock.now() - failingSince) / 1000)
+            } s with errors retrying cannot mend (last: ${String(e)})`,
+            { cause: e },
+          );
+        }
+      } else {
+        failingSince = undefined;
+      }
       let failure = e;
+      if (!(e instanceof GoneError)) checkAhead = true;
       metrics?.watchRestart(
         e instanceof GoneError ? "expired" : e instanceof WatchStalledError ? "stalled" : "error",
       );

@@ -16,7 +16,40 @@ export function redact(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-/** Whether a header's value is a credential by its name (authorization, api keys, tokens, secrets, passwords, cookies). */
+/**
+ * Whether a header's value is a credential by its name: anything about
+ * authentication (`Authorization`, `X-Custom-Auth`), API and application
+ * keys (`DD-API-KEY`, `DD-Application-Key`), tokens, secrets, passwords,
+ * cookies.
+ */
 export function isSecretHeader(name: string): boolean {
-  return /authorization|api[-_]?key|token|secret|passw|cookie/i.test(name);
+  return /auth|api[-_]?key|app(lication)?[-_]?key|token|secret|passw|cookie/i.test(name);
+}
+
+/**
+ * The parts of a URL that may be credentials, as written and decoded: the
+ * user info and every value of the query string (`?token=...`,
+ * `?api_key=...`). Empty for undefined or a text that is not a URL.
+ */
+export function urlSecrets(url: string | URL | undefined): string[] {
+  if (url === undefined) return [];
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return [];
+  }
+  const values = [parsed.username, parsed.password];
+  for (const pair of parsed.search.replace(/^\?/, "").split("&")) {
+    const eq = pair.indexOf("=");
+    if (eq >= 0) values.push(pair.slice(eq + 1));
+  }
+  const decoded = values.map((v) => {
+    try {
+      return decodeURIComponent(v.replaceAll("+", " "));
+    } catch {
+      return v;
+    }
+  });
+  return [...new Set([...values, ...decoded])].filter((v) => v !== "");
 }

@@ -26,7 +26,7 @@
  */
 
 import type { CoreV1Event, V1ConfigMap } from "@kubernetes/client-node";
-import { AnnotationLock, LockRecordError } from "./annotation_lock.ts";
+import { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
 import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP, tokenFromData } from "./checkpointer.ts";
 import type { Config, LockResource } from "./config.ts";
 import { GoneError, NotFoundError, WatchStalledError } from "./errors.ts";
@@ -181,6 +181,12 @@ function normalTime(text: string | undefined): { iso: string; ms: number } | und
   return Number.isNaN(ms) ? undefined : { iso: new Date(ms).toISOString(), ms };
 }
 
+/** A lock record's time (in any form the locks read, see annotation_lock.ts) as normalTime gives it. */
+function recordTime(text: string): { iso: string; ms: number } | undefined {
+  const ms = recordTimeMs(text);
+  return ms === undefined ? normalTime(text) : { iso: new Date(ms).toISOString(), ms };
+}
+
 function excerpt(text: string): string {
   return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
 }
@@ -189,7 +195,7 @@ async function reading<T>(what: string, read: () => Promise<T>, signal?: AbortSi
   try {
     return await read();
   } catch (e) {
-    if (signal?.aborted || e instanceof LockRecordError) throw e;
+    if (signal?.aborted) throw e;
     throw new StatusReadError(
       `Cannot read ${what}: ${e instanceof Error ? e.message : String(e)}`,
       { cause: e },
@@ -220,8 +226,8 @@ function lockStatus(
   };
   if (record === undefined) return status;
   const held = record.holderIdentity !== "";
-  const acquired = normalTime(record.acquireTime);
-  const renewed = normalTime(record.renewTime);
+  const acquired = recordTime(record.acquireTime);
+  const renewed = recordTime(record.renewTime);
   status.state = held ? "held" : "released";
   status.holder = held ? record.holderIdentity : null;
   status.acquireTime = acquired?.iso ?? null;
@@ -400,14 +406,11 @@ export async function readStatus(
   const lock = kind === "lease"
     ? new LeaseLock(client, target)
     : new AnnotationLock(client, { ...target, kind });
-  let record: LeaderElectionRecord | undefined;
-  let lockProblem: string | undefined;
-  try {
-    record = await reading(`the lock ${lock.describe()}`, () => lock.get(signal), signal);
-  } catch (e) {
-    if (!(e instanceof LockRecordError)) throw e;
-    lockProblem = e.message;
-  }
+  let record = await reading(`the lock ${lock.describe()}`, () => lock.get(signal), signal);
+  // A record the lock cannot fully read comes with a stand-in the elector
+  // uses; status shows the problem instead.
+  const lockProblem = lock.problem;
+  if (lockProblem !== undefined) record = undefined;
   const tokenObject = `configmaps ${namespace}/${config.tokenConfigMapName}`;
   const cm = await reading(`the token ${tokenObject}`, async () => {
     try {

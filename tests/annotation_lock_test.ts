@@ -8,9 +8,11 @@
  */
 
 import assert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import {
   AnnotationLock,
   type AnnotationLockKind,
+  type AnnotationLockOptions,
   decodeRecord,
   encodeRecord,
   LEADER_ANNOTATION,
@@ -27,7 +29,7 @@ import {
 import { CONFIGMAPS, ENDPOINTS, KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { microTime } from "../lib/lease_lock.ts";
-import type { LeaderElectionRecord, Lock } from "../lib/lock.ts";
+import { type LeaderElectionRecord, type Lock, UNREADABLE_HOLDER } from "../lib/lock.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { within } from "./_fake_api.ts";
 
@@ -49,6 +51,25 @@ const CLIENT_GO_FIELDS = [
   "leaderTransitions",
 ];
 const BOUND_MS = 20_000;
+
+/** Logs of the `kevents` categories, captured in memory until disposed. */
+async function captureLogs(): Promise<{ records: LogRecord[] } & AsyncDisposable> {
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { memory: (record: LogRecord) => void records.push(record) },
+    loggers: [
+      { category: ["kevents"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
+    ],
+  });
+  return { records, [Symbol.asyncDispose]: () => reset() };
+}
+
+/** A log record's message with its properties filled in. */
+function renderMessage(record: LogRecord): string {
+  return record.message.map((part) => typeof part === "string" ? part : String(part)).join("");
+}
 
 /** A client of the fake server as `user` (created if new), closed on dispose. */
 function connect(server: FakeApiServer, user = "admin"): KubeClient & AsyncDisposable {
@@ -96,6 +117,15 @@ function assertClientGoRecord(text: string): void {
 
 const START = Date.UTC(2026, 10, 21, 20, 3, 4) + 123;
 
+/**
+ * What the Kubernetes Python client's elector (`kubernetes.leaderelection`,
+ * ConfigMapLock, as Debian's python3-kubernetes 22.6 ships it) writes, as
+ * seen on the server (tests/python_elector_test.ts): its spacing, the lease
+ * as a string, str(datetime) times, no leaderTransitions.
+ */
+const PYTHON_RECORD = '{"holderIdentity": "py-a", "leaseDurationSeconds": "4", ' +
+  '"acquireTime": "2026-12-03 05:26:53.984106", "renewTime": "2026-12-03 05:26:54.088544"}';
+
 function record(fields: Partial<LeaderElectionRecord> = {}): LeaderElectionRecord {
   return {
     holderIdentity: "pod-a",
@@ -119,9 +149,25 @@ Deno.test("the annotation holds client-go's record: its fields, its order, metav
     assert.equal(metaTime(""), null);
   });
 
-  await t.step("a time that is not RFC 3339 is refused rather than written", () => {
+  await t.step(
+    "Python's times are read as UTC, or with their zone, and written as metav1.Time",
+    () => {
+      assert.equal(metaTime("2026-12-03 02:05:11.123456"), "2026-12-03T02:05:11Z");
+      assert.equal(metaTime("2026-12-03 02:05:11"), "2026-12-03T02:05:11Z");
+      assert.equal(metaTime("2026-12-03 03:05:11.5+01:00"), "2026-12-03T02:05:11Z");
+      assert.equal(metaTime("2026-12-03 02:05:11Z"), "2026-12-03T02:05:11Z");
+    },
+  );
+
+  await t.step("a time that is not one of those is refused rather than written", () => {
     for (
-      const bad of ["2026-11-21 20:03:04Z", "2026-02-30T00:00:00Z", "2026-11-21T24:00:00Z", "now"]
+      const bad of [
+        "2026-11-21T20:03:04",
+        "2026-02-30T00:00:00Z",
+        "2026-11-21T24:00:00Z",
+        "2026-11-21 20:03",
+        "now",
+      ]
     ) {
       assert.throws(() => metaTime(bad), RangeError, bad);
     }
@@ -167,31 +213,75 @@ Deno.test("the annotation holds client-go's record: its fields, its order, metav
   await t.step(
     "as json.Unmarshal: missing fields and nulls are zero, unknown fields ignored",
     () => {
-      assert.deepEqual(decodeRecord('{"holderIdentity":"x","renewTime":null,"strategy":"y"}'), {
-        holderIdentity: "x",
+      assert.deepEqual(
+        decodeRecord(
+          '{"holderIdentity":"x","leaseDurationSeconds":15,"renewTime":null,"strategy":"y"}',
+        ),
+        {
+          holderIdentity: "x",
+          leaseDurationSeconds: 15,
+          acquireTime: "",
+          renewTime: "",
+          leaderTransitions: 0,
+        },
+      );
+      assert.deepEqual(decodeRecord('{"holderIdentity":""}'), {
+        holderIdentity: "",
         leaseDurationSeconds: 0,
         acquireTime: "",
         renewTime: "",
         leaderTransitions: 0,
-      });
+      }, "a released record needs no lease");
     },
   );
 
+  await t.step("the Python elector's record is read: string lease, Python times", () => {
+    assert.deepEqual(decodeRecord(PYTHON_RECORD), {
+      holderIdentity: "py-a",
+      leaseDurationSeconds: 4,
+      acquireTime: "2026-12-03 05:26:53.984106",
+      renewTime: "2026-12-03 05:26:54.088544",
+      leaderTransitions: 0,
+    });
+    assert.deepEqual(
+      decodeRecord(
+        '{"holderIdentity":"x","leaseDurationSeconds":"7.5","leaderTransitions":"3",' +
+          '"renewTime":"2026-12-03 02:05:14+00:00"}',
+      ),
+      {
+        holderIdentity: "x",
+        leaseDurationSeconds: 8,
+        acquireTime: "",
+        renewTime: "2026-12-03 02:05:14+00:00",
+        leaderTransitions: 3,
+      },
+      "a fractional lease is rounded up to whole seconds",
+    );
+  });
+
   await t.step("what is not a record is a LockRecordError carrying the annotation", () => {
-    const cases = [
-      "not json",
-      "[]",
-      '{"holderIdentity":3}',
-      '{"leaseDurationSeconds":"15"}',
-      '{"leaseDurationSeconds":1.5}',
-      '{"leaderTransitions":true}',
-      '{"renewTime":"yesterday"}',
+    const cases: [string, RegExp][] = [
+      ["not json", /is not JSON/],
+      ["[]", /is not a JSON object/],
+      ["{}", /holderIdentity is missing/],
+      ['{"leaseDurationSeconds":"15"}', /holderIdentity is missing/],
+      ['{"holderIdentity":3}', /holderIdentity 3 must be a string/],
+      ['{"holderIdentity":"x"}', /leaseDurationSeconds is missing/],
+      ['{"holderIdentity":"x","leaseDurationSeconds":"fifteen"}', /must be a number of seconds/],
+      ['{"holderIdentity":"x","leaseDurationSeconds":-1}', /must be a number of seconds/],
+      ['{"holderIdentity":"x","leaseDurationSeconds":true}', /must be a number of seconds/],
+      ['{"holderIdentity":"","leaderTransitions":true}', /leaderTransitions true must be/],
+      ['{"holderIdentity":"","leaderTransitions":"1.5"}', /leaderTransitions "1.5" must be/],
+      ['{"holderIdentity":"","renewTime":"yesterday"}', /renewTime "yesterday" must be/],
+      ['{"holderIdentity":"","renewTime":"2026-11-21T20:03:04"}', /renewTime .* must be/],
+      ['{"holderIdentity":"","acquireTime":1764727511}', /acquireTime 1764727511 must be/],
     ];
-    for (const text of cases) {
+    for (const [text, problem] of cases) {
       assert.throws(() => decodeRecord(text), (e) => {
         assert.ok(e instanceof LockRecordError, `${text}: ${e}`);
         assert.equal(e.annotation, text);
         assert.match(e.message, /^Cannot read the election record: /);
+        assert.match(e.message, problem, text);
         return true;
       });
     }
@@ -313,14 +403,94 @@ Deno.test("a stale update is a ConflictError and changes nothing", async (t) => 
   }
 });
 
-Deno.test("an annotation that is not a record makes get fail, not read as free", async () => {
+Deno.test("an annotation kevents cannot read reads as held by what can be read of it, never as free", async (t) => {
   await using server = await startFakeApiServer();
   await using client = connect(server);
+  await using writer = connect(server, "writer");
+  const lock = new AnnotationLock(client, {
+    kind: "configmap",
+    namespace: NS,
+    name: NAME,
+    unreadableLeaseSeconds: 10,
+  });
   server.create("configmaps", NS, {
     metadata: { name: NAME, annotations: { [LEADER_ANNOTATION]: "{broken" } },
   });
-  const lock = new AnnotationLock(client, { kind: "configmap", namespace: NS, name: NAME });
-  await assert.rejects(lock.get(), LockRecordError);
+
+  await t.step(
+    "get gives a stand-in: the marker holder, the option's lease, the text",
+    async () => {
+      assert.deepEqual(await lock.get(), {
+        holderIdentity: UNREADABLE_HOLDER,
+        leaseDurationSeconds: 10,
+        acquireTime: "",
+        renewTime: "{broken",
+        leaderTransitions: 0,
+      });
+      assert.match(lock.problem!, /^Cannot read the election record: .* is not JSON$/);
+    },
+  );
+
+  await t.step("the holder and transitions are kept when they can be read", async () => {
+    const text = '{"holderIdentity":"other","leaseDurationSeconds":"soon","leaderTransitions":4}';
+    await writeAnnotation(writer, "configmap", text);
+    assert.deepEqual(await lock.get(), {
+      holderIdentity: "other",
+      leaseDurationSeconds: 10,
+      acquireTime: "",
+      renewTime: text,
+      leaderTransitions: 4,
+    });
+    assert.match(lock.problem!, /leaseDurationSeconds "soon" must be a number of seconds/);
+  });
+
+  await t.step("the watch reports the same stand-in and goes on watching", async () => {
+    const stop = new AbortController();
+    const changes = lock.watch({ signal: stop.signal })[Symbol.asyncIterator]();
+    try {
+      await writeAnnotation(writer, "configmap", "not json");
+      const first = await within(changes.next(), BOUND_MS, "the watch to report a change");
+      assert.deepEqual(first.value, {
+        holderIdentity: UNREADABLE_HOLDER,
+        leaseDurationSeconds: 10,
+        acquireTime: "",
+        renewTime: "not json",
+        leaderTransitions: 0,
+      });
+      await writeAnnotation(writer, "configmap", PYTHON_RECORD);
+      const second = await within(changes.next(), BOUND_MS, "the watch to report a change");
+      assert.equal(second.value?.holderIdentity, "py-a");
+      assert.equal(second.value?.leaseDurationSeconds, 4);
+    } finally {
+      stop.abort(new Error("Test over"));
+      await changes.return?.();
+    }
+  });
+
+  await t.step("an update writes a proper record over it, compare-and-swap", async () => {
+    await writeAnnotation(writer, "configmap", "not json again");
+    assert.equal((await lock.get())?.renewTime, "not json again");
+    assert.match(lock.problem!, /is not JSON/);
+    await lock.update(record({ holderIdentity: "kevents-a", leaderTransitions: 1 }));
+    assertClientGoRecord(annotationOf(server, "configmap")!);
+    assert.equal(recordOf(server, "configmap").holderIdentity, "kevents-a");
+    assert.equal((await lock.get())?.holderIdentity, "kevents-a");
+    assert.equal(lock.problem, undefined);
+    await writeAnnotation(writer, "configmap", "not json");
+    await assert.rejects(lock.update(record({ holderIdentity: "kevents-a" })), ConflictError);
+  });
+
+  await t.step("an empty annotation, as a missing one, is a released lock", async () => {
+    await writeAnnotation(writer, "configmap", "");
+    assert.deepEqual(await lock.get(), {
+      holderIdentity: "",
+      leaseDurationSeconds: 0,
+      acquireTime: "",
+      renewTime: "",
+      leaderTransitions: 0,
+    });
+    assert.equal(lock.problem, undefined);
+  });
 });
 
 Deno.test("update before any get or create is refused without a request", async () => {
@@ -406,18 +576,24 @@ function startElector(
   kind: AnnotationLockKind,
   identity: string,
   clock: FakeClock,
+  lockOptions: Pick<AnnotationLockOptions, "unreadableLeaseSeconds"> = {},
 ): Elector {
-  const lock = new TrackedLock(new AnnotationLock(client, { kind, namespace: NS, name: NAME }));
+  const lock = new TrackedLock(
+    new AnnotationLock(client, { kind, namespace: NS, name: NAME, ...lockOptions }),
+  );
   const stop = new AbortController();
   const terms: Elector["terms"] = [];
+  // The work ends with its term, or when asked to drain (it has nothing in flight).
   const lead = (term: Term) =>
     new Promise<void>((resolve) => {
       const entry: { startedAt: number; endedAt?: number } = { startedAt: clock.now() };
       terms.push(entry);
-      term.signal.addEventListener("abort", () => {
-        entry.endedAt = clock.now();
+      const end = () => {
+        entry.endedAt ??= clock.now();
         resolve();
-      }, { once: true });
+      };
+      term.signal.addEventListener("abort", end, { once: true });
+      term.drain?.addEventListener("abort", end, { once: true });
     });
   const done = runElector(
     { lock, identity, timings: TIMINGS, lead, clock, random: () => 0 },
@@ -477,27 +653,39 @@ function assertOneLeaderAtATime(electors: readonly Elector[]): void {
   assert.ok(electors.filter((e) => e.leading).length <= 1, "at most one leads now");
 }
 
+/** Writes the leader annotation as another client would, through the API: `text` as it is. */
+async function writeAnnotation(
+  client: KubeClient,
+  kind: AnnotationLockKind,
+  text: string,
+): Promise<void> {
+  const ref = kind === "configmap" ? CONFIGMAPS : ENDPOINTS;
+  const obj = await client.get<KubeObject>(ref, NS, NAME).catch(() => undefined);
+  if (obj === undefined) {
+    await client.create(ref, NS, {
+      apiVersion: "v1",
+      kind: kind === "configmap" ? "ConfigMap" : "Endpoints",
+      metadata: { name: NAME, namespace: NS, annotations: { [LEADER_ANNOTATION]: text } },
+    });
+    return;
+  }
+  obj.metadata.annotations = { ...obj.metadata.annotations, [LEADER_ANNOTATION]: text };
+  await client.replace(ref, NS, NAME, obj);
+}
+
 /** Writes the annotation as another elector would: by hand, RFC 3339 times, through the API. */
 async function writeOtherRecord(
   client: KubeClient,
   kind: AnnotationLockKind,
   fields: { renewTime: string; leaderTransitions: number },
 ): Promise<void> {
-  const ref = kind === "configmap" ? CONFIGMAPS : ENDPOINTS;
-  const annotation = `{"holderIdentity":"other","leaseDurationSeconds":10,` +
-    `"acquireTime":"2026-11-21T20:00:00Z","renewTime":"${fields.renewTime}",` +
-    `"leaderTransitions":${fields.leaderTransitions}}`;
-  const obj = await client.get<KubeObject>(ref, NS, NAME).catch(() => undefined);
-  if (obj === undefined) {
-    await client.create(ref, NS, {
-      apiVersion: "v1",
-      kind: kind === "configmap" ? "ConfigMap" : "Endpoints",
-      metadata: { name: NAME, namespace: NS, annotations: { [LEADER_ANNOTATION]: annotation } },
-    });
-    return;
-  }
-  obj.metadata.annotations = { ...obj.metadata.annotations, [LEADER_ANNOTATION]: annotation };
-  await client.replace(ref, NS, NAME, obj);
+  await writeAnnotation(
+    client,
+    kind,
+    `{"holderIdentity":"other","leaseDurationSeconds":10,` +
+      `"acquireTime":"2026-11-21T20:00:00Z","renewTime":"${fields.renewTime}",` +
+      `"leaderTransitions":${fields.leaderTransitions}}`,
+  );
 }
 
 Deno.test("another elector's record is respected until it expires on kevents' clock, then taken", async (t) => {
@@ -647,5 +835,150 @@ Deno.test("kevents electors on one annotation lock never lead at once", async (t
         await within(Promise.all(electors.map((e) => e.done)), BOUND_MS, "the electors to stop");
       }
     });
+  }
+});
+
+// ---- records other clients wrote ------------------------------------------------
+
+/**
+ * A record another client keeps rewriting (`text(k)` at its k-th write,
+ * every 4 s for 20 s), then leaves alone: kevents must leave it alone while
+ * it changes, and take it over exactly `leaseMs` after it last saw it
+ * change (its poll at 22 s), writing its own record in client-go's format.
+ */
+async function heldWhileChangingThenTaken(
+  t: Deno.TestContext,
+  kind: AnnotationLockKind,
+  options: { text: (k: number) => string; leaseMs: number; unreadableLeaseSeconds?: number },
+): Promise<void> {
+  await using server = await startFakeApiServer();
+  await using other = connect(server, "other");
+  await using client = connect(server, "kevents");
+  await writeAnnotation(other, kind, options.text(0));
+  const clock = new FakeClock();
+  const start = clock.now();
+  const elector = startElector(client, kind, "kevents-a", clock, {
+    unreadableLeaseSeconds: options.unreadableLeaseSeconds,
+  });
+  const electors = [elector];
+  const untouched = () => {
+    assert.equal(elector.terms.length, 0, `taken at ${clock.now() - start} ms`);
+    assert.equal(annotationOf(server, kind), written);
+  };
+  let written = options.text(0);
+  try {
+    await quiesce(electors);
+
+    await t.step("while the record keeps changing, kevents leaves it alone", async () => {
+      for (let k = 1; k <= 5; k++) {
+        await advance(clock, electors, 4_000, 500, untouched);
+        written = options.text(k);
+        await writeAnnotation(other, kind, written);
+      }
+    });
+
+    await t.step("unchanged since kevents' poll at 22 s, it is left alone until then", async () => {
+      await advance(clock, electors, 2_000 + options.leaseMs - 500, 500, untouched);
+    });
+
+    await t.step("at 22 s plus the lease it has expired and kevents takes it", async () => {
+      await advance(clock, electors, 500);
+      assert.equal(clock.now() - start, 22_000 + options.leaseMs);
+      assert.equal(elector.terms.length, 1);
+      assertClientGoRecord(annotationOf(server, kind)!);
+      const taken = recordOf(server, kind);
+      assert.equal(taken.holderIdentity, "kevents-a");
+      assert.equal(taken.leaseDurationSeconds, TIMINGS.leaseDurationMs / 1000);
+      assert.equal(taken.renewTime, new Date(clock.now()).toISOString().replace(".000", ""));
+    });
+  } finally {
+    elector.stop.abort(new Error("Test over"));
+    await quiesce(electors);
+    await within(elector.done, BOUND_MS, "the elector to stop");
+  }
+}
+
+/** The Python elector's record, with its k-th renewal time (seconds 11, 15, 19, ...). */
+function pythonRecord(k: number): string {
+  return '{"holderIdentity": "py-a", "leaseDurationSeconds": "10", ' +
+    `"acquireTime": "2026-12-03 02:05:11.123456", "renewTime": "2026-12-03 02:05:${
+      11 + 4 * k
+    }.177015"}`;
+}
+
+Deno.test("a Python elector's record (string lease, Python times) is respected while renewed, then taken after its lease", async (t) => {
+  for (const kind of KINDS) {
+    await t.step(kind, async (t) => {
+      await heldWhileChangingThenTaken(t, kind, { text: pythonRecord, leaseMs: 10_000 });
+    });
+  }
+});
+
+Deno.test("an annotation kevents cannot read is left alone while it changes, and taken once unchanged for unreadableLeaseSeconds", async (t) => {
+  for (const kind of KINDS) {
+    await t.step(kind, async (t) => {
+      await heldWhileChangingThenTaken(t, kind, {
+        text: (k) => `not json ${k}`,
+        leaseMs: 12_000,
+        unreadableLeaseSeconds: 12,
+      });
+    });
+  }
+});
+
+Deno.test("an unreadable record is warned of once per distinct text, not once per retry", async (t) => {
+  await using server = await startFakeApiServer();
+  await using other = connect(server, "other");
+  await using client = connect(server, "kevents");
+  await using logs = await captureLogs();
+  await writeAnnotation(other, "configmap", "not json");
+  const clock = new FakeClock();
+  const elector = startElector(client, "configmap", "kevents-a", clock, {
+    unreadableLeaseSeconds: 60,
+  });
+  const electors = [elector];
+  const lockWarnings = () =>
+    logs.records.filter((r) => r.level === "warning" && r.category.join(".") === "kevents.lock");
+  try {
+    await quiesce(electors);
+
+    await t.step("five retries over one text: one warning, saying what and when", async () => {
+      await advance(clock, electors, 5 * TIMINGS.retryPeriodMs);
+      assert.ok(server.requestLog.count({ identity: "kevents", verb: "get" }) >= 6);
+      const warnings = lockWarnings();
+      assert.equal(warnings.length, 1);
+      assert.deepEqual(warnings[0]!.properties, {
+        lock: `configmaps ${NS}/${NAME}`,
+        problem: `the ${LEADER_ANNOTATION} annotation is not JSON`,
+        record: "not json",
+        holder: UNREADABLE_HOLDER,
+        seconds: 60,
+      });
+      assert.match(
+        renderMessage(warnings[0]!),
+        /cannot read .* is taken over once it has stayed unchanged for 60 s$/,
+      );
+    });
+
+    await t.step("another text: one more warning, naming the holder it could read", async () => {
+      await writeAnnotation(other, "configmap", '{"holderIdentity":"py-a"}');
+      await advance(clock, electors, 5 * TIMINGS.retryPeriodMs);
+      const warnings = lockWarnings();
+      assert.equal(warnings.length, 2);
+      assert.equal(warnings[1]!.properties.problem, "leaseDurationSeconds is missing");
+      assert.equal(warnings[1]!.properties.holder, "py-a");
+    });
+
+    await t.step("the elector itself warns of nothing: it reads a record every time", () => {
+      const others = logs.records.filter((r) =>
+        r.level === "warning" && r.category.join(".") !== "kevents.lock"
+      );
+      assert.deepEqual(others.map(renderMessage), []);
+      assert.equal(elector.terms.length, 0);
+    });
+  } finally {
+    elector.stop.abort(new Error("Test over"));
+    await quiesce(electors);
+    await within(elector.done, BOUND_MS, "the elector to stop");
   }
 });

@@ -497,6 +497,226 @@ Deno.test("kevents run with a datadog.yaml syntax error exits 2 naming its line 
   });
 });
 
+// ---- the config file itself ----------------------------------------------------------
+
+/**
+ * `kevents run` in `dir` to its exit, bounded: a start that blocks (reading
+ * a FIFO) fails the test instead of hanging it.
+ */
+async function runToExit(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; permissions?: string[] },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  await using proc = new KeventsProcess(["run", ...args], {
+    env: { KEVENTS_HEALTH_PORT: "0", ...options.env },
+    cwd: options.cwd,
+    permissions: options.permissions,
+  });
+  await proc.until("kevents to exit", () => proc.exited);
+  return { code: await proc.stop(), stdout: proc.stdout, stderr: proc.stderr };
+}
+
+const CONFIG_FILE_RULE = "must be a readable regular file (a datadog.yaml, or a directory " +
+  "holding one)";
+
+/** The message for a config file that exists but cannot be read. */
+function unreadableConfig(path: string, source: string, problem: string): string {
+  return `Cannot read config file ${JSON.stringify(path)} (${source}): ${problem}; it ` +
+    CONFIG_FILE_RULE;
+}
+
+Deno.test("a config file kevents cannot read stops kevents run with exit 2, naming the key, the flag or variable, the path and the rule", async (t) => {
+  await withTempDir("kevents-bad-input-", async (dir) => {
+    /** Runs kevents and expects exit 2 with exactly `message` as its one line. */
+    const refused = async (
+      name: string,
+      args: string[],
+      message: string,
+      options: { env?: Record<string, string>; permissions?: string[]; cwd?: string } = {},
+    ) => {
+      const out = await runToExit(args, { cwd: options.cwd ?? dir, ...options });
+      assert.equal(out.code, 2, out.stderr);
+      assert.equal(out.stdout, "");
+      const lines = linesOf(out.stderr);
+      assert.equal(lines.length, 1, out.stderr);
+      assert.equal(messageOf(lines[0]!), message);
+      report(`config file ${name}`, `exit 2: "${message}"`);
+    };
+
+    await t.step(
+      "--config naming a file whose name does not end in .yaml reads that file",
+      async () => {
+        // Tried as a folder holding datadog.yaml first, then as the file itself.
+        const file = `${dir}/kevents.conf`;
+        await Deno.writeTextFile(
+          file,
+          "collect_kubernetes_events: true\nleader_lease_duration: 5\n",
+        );
+        const rule = "must be an integer number of seconds greater than 30 (at most 3600)";
+        for (
+          const [how, args, env] of [
+            ["--config", ["--config", file], {}],
+            ["DD_CONF_PATH", [], { DD_CONF_PATH: file }],
+          ] as const
+        ) {
+          await refused(
+            `named by ${how} without .yaml, holding a bad value`,
+            [...args],
+            `Cannot parse leader_lease_duration "5" (${file} line 2): ${rule}`,
+            { env },
+          );
+        }
+      },
+    );
+
+    await t.step("a path with a file where a folder should be", async () => {
+      const path = `${dir}/kevents.conf/datadog.yaml`;
+      await refused(
+        "with a file as a folder of its path",
+        ["--config", path],
+        `Cannot parse config file ${JSON.stringify(path)} (--config): must name an existing ` +
+          "datadog.yaml (or a directory holding one)",
+      );
+    });
+
+    await t.step({
+      name: "unreadable (mode 000)",
+      ignore: isRoot,
+      fn: async () => {
+        const file = `${dir}/mode000.yaml`;
+        await Deno.writeTextFile(file, "collect_kubernetes_events: true\n");
+        await Deno.chmod(file, 0o000);
+        await refused(
+          "unreadable (mode 000)",
+          ["--config", file],
+          unreadableConfig(
+            file,
+            "--config",
+            "permission denied (its mode or owner, or a folder on its path, keeps kevents out)",
+          ),
+        );
+      },
+    });
+    if (isRoot) {
+      console.log(
+        "SKIPPED: the mode-000 config file case runs as root, whom file modes do not stop; " +
+          "the --deny-read case below covers the same path",
+      );
+    }
+
+    await t.step("unreadable to kevents (denied by the runtime)", async () => {
+      const file = `${dir}/denied.yaml`;
+      await Deno.writeTextFile(file, "collect_kubernetes_events: true\n");
+      await refused(
+        "unreadable to kevents (--deny-read)",
+        ["--config", file],
+        unreadableConfig(
+          file,
+          "--config",
+          "kevents is not allowed to read it (Deno's --allow-read)",
+        ),
+        { permissions: ["--allow-net", "--allow-read", `--deny-read=${file}`, "--allow-env"] },
+      );
+    });
+
+    await t.step("a loop of symbolic links", async () => {
+      const file = `${dir}/loop-a.yaml`;
+      await Deno.symlink(`${dir}/loop-b.yaml`, file);
+      await Deno.symlink(file, `${dir}/loop-b.yaml`);
+      await refused(
+        "a loop of symbolic links",
+        ["--config", file],
+        unreadableConfig(file, "--config", "its path is a loop of symbolic links"),
+      );
+    });
+
+    await t.step("a named pipe (FIFO), which must not block the start", async () => {
+      const fifo = `${dir}/fifo.yaml`;
+      const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+      assert.ok(made.success, "mkfifo");
+      await refused(
+        "a FIFO named by --config",
+        ["--config", fifo],
+        unreadableConfig(fifo, "--config", "it is a named pipe (FIFO), not a regular file"),
+      );
+      // DD_CONF_PATH naming a folder whose datadog.yaml is a FIFO.
+      const folder = `${dir}/conf`;
+      await Deno.mkdir(folder);
+      const made2 = await new Deno.Command("mkfifo", { args: [`${folder}/datadog.yaml`] }).output();
+      assert.ok(made2.success, "mkfifo");
+      await refused(
+        "a FIFO as datadog.yaml in the folder DD_CONF_PATH names",
+        [],
+        unreadableConfig(
+          `${folder}/datadog.yaml`,
+          "DD_CONF_PATH",
+          "it is a named pipe (FIFO), not a regular file",
+        ),
+        { env: { DD_CONF_PATH: folder } },
+      );
+      // Without --config or DD_CONF_PATH, a FIFO ./datadog.yaml.
+      await refused(
+        "a FIFO as ./datadog.yaml",
+        [],
+        unreadableConfig(
+          "datadog.yaml",
+          "default, in the working directory",
+          "it is a named pipe (FIFO), not a regular file",
+        ),
+        { cwd: folder },
+      );
+    });
+  });
+});
+
+Deno.test("kevents run refuses a webhook CA file that is not PEM and an ENC[...] API key with exit 2, before any request", async (t) => {
+  await using server = await startFakeApiServer();
+  await withTempDir("kevents-bad-input-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/kubeconfig`, server.kubeconfig());
+    const refused = async (name: string, env: Record<string, string>, message: string) => {
+      server.requestLog.clear();
+      const out = await runToExit(["--kubeconfig", `${dir}/kubeconfig`], {
+        cwd: dir,
+        env: { KUBERNETES: "1", ...env },
+      });
+      assert.equal(out.code, 2, out.stderr);
+      // At most the kubeconfig's "Using ..." line before it: the error is the last line.
+      const lines = linesOf(out.stderr);
+      assert.ok(lines.length <= 2, out.stderr);
+      assert.equal(messageOf(lines.at(-1)!), message);
+      assert.equal(server.requestLog.count(), 0, "no request reached the API server");
+      report(name, `exit 2: "${message}"`);
+    };
+
+    await t.step("a CA file of text instead of certificates", async () => {
+      const ca = `${dir}/ca.pem`;
+      await Deno.writeTextFile(ca, "ask the platform team for the CA\n");
+      await refused(
+        "webhook CA file that is not PEM",
+        {
+          KEVENTS_SINKS: "webhook",
+          KEVENTS_WEBHOOK_URL: "https://hooks.example.com/k8s",
+          KEVENTS_WEBHOOK_CA_FILE: ca,
+        },
+        `Cannot use kevents_webhook_ca_file ${JSON.stringify(ca)} (env KEVENTS_WEBHOOK_CA_FILE): ` +
+          "it holds no -----BEGIN CERTIFICATE----- block; it must name a readable PEM file of " +
+          "one or more CA certificates (-----BEGIN CERTIFICATE----- blocks)",
+      );
+    });
+
+    await t.step("DD_API_KEY=ENC[...] with the datadog sink", async () => {
+      await refused(
+        "DD_API_KEY=ENC[dd_api_key] (secrets backend handle)",
+        { KEVENTS_SINKS: "datadog", DD_API_KEY: "ENC[dd_api_key]" },
+        'Cannot use api_key "ENC[dd_api_key]" (env DD_API_KEY): secrets backends ' +
+          "(secret_backend_command) are not supported, so an ENC[...] handle would be sent as " +
+          "it is: give the value itself, for example in the environment variable DD_API_KEY " +
+          "filled from a Kubernetes Secret (env[].valueFrom.secretKeyRef in the pod spec)",
+      );
+    });
+  });
+});
+
 // ---- the token ConfigMap ----------------------------------------------------------------
 
 const NS = "default";

@@ -54,6 +54,8 @@ const DEFAULTS: Config = {
   },
   health: { address: "0.0.0.0", port: 5555, watchStallLimitMs: 600_000 },
   followerWatch: true,
+  shutdownBudgetMs: 20_000,
+  watchFailureLimitMs: 180_000,
   warnings: [],
 };
 
@@ -73,6 +75,12 @@ const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase l
   "digits and '-', starting and ending with a letter or digit)";
 const SINKS_RULE = "must be a non-empty list of distinct sink names (comma-separated, or a " +
   'YAML list in the file), each one of "stdout", "null", "webhook", "datadog"';
+const KUBERNETES_FALSE_WARNING = 'KUBERNETES is "false": any non-empty value turns on the ' +
+  "control-plane check, and event collection unless collect_kubernetes_events is set, as in " +
+  "the Agent; unset it to turn them off";
+const NOT_COLLECTED_WARNING = (source: string) =>
+  `Events are not collected: collect_kubernetes_events is false (${source}), which wins over ` +
+  "KUBERNETES; KUBERNETES turns on the control-plane check only";
 const LEADER_WARNING = (source: string) =>
   `Turned leader_election on: it is false (${source}) but collecting events requires it, ` +
   "so that one replica collects at a time";
@@ -145,23 +153,64 @@ const accepted: Accepted[] = [
       collectEvents: true,
       controlPlaneCheck: true,
       leaderElection: true,
+      warnings: [KUBERNETES_FALSE_WARNING],
+    },
+  },
+  {
+    name: "collect_kubernetes_events=false in the file wins over KUBERNETES, which keeps the " +
+      "control-plane check on",
+    input: input({ KUBERNETES: "true" }, "collect_kubernetes_events: false\n"),
+    expect: {
+      controlPlaneCheck: true,
+      warnings: [NOT_COLLECTED_WARNING(`${PATH} line 1`)],
+    },
+  },
+  {
+    name: "DD_COLLECT_KUBERNETES_EVENTS=false wins over KUBERNETES=false",
+    input: input({ KUBERNETES: "false", DD_COLLECT_KUBERNETES_EVENTS: "false" }),
+    expect: {
+      controlPlaneCheck: true,
       warnings: [
-        'KUBERNETES is "false": any non-empty value turns on event collection and the ' +
-        "control-plane check, as in the Agent; unset it to turn them off",
+        KUBERNETES_FALSE_WARNING,
+        NOT_COLLECTED_WARNING("env DD_COLLECT_KUBERNETES_EVENTS"),
       ],
     },
   },
   {
-    name: "KUBERNETES overrides collect_kubernetes_events=false with a warning",
-    input: input({ KUBERNETES: "true" }, "collect_kubernetes_events: false\n"),
+    name: "DD_COLLECT_KUBERNETES_EVENTS=false wins over collect_kubernetes_events: true and " +
+      "KUBERNETES",
+    input: input(
+      { KUBERNETES: "1", DD_COLLECT_KUBERNETES_EVENTS: "0" },
+      "collect_kubernetes_events: true\n",
+    ),
     expect: {
-      collectEvents: true,
       controlPlaneCheck: true,
-      leaderElection: true,
-      warnings: [
-        `Turned collect_kubernetes_events on: it is false (${PATH} line 1) but KUBERNETES is ` +
-        "set, which turns on event collection as the Agent's DaemonSet manifest does",
-      ],
+      warnings: [NOT_COLLECTED_WARNING("env DD_COLLECT_KUBERNETES_EVENTS")],
+    },
+  },
+  {
+    name: "collect_kubernetes_events=true with KUBERNETES collects, without a warning",
+    input: input({ KUBERNETES: "1", DD_COLLECT_KUBERNETES_EVENTS: "true" }),
+    expect: { collectEvents: true, controlPlaneCheck: true, leaderElection: true },
+  },
+  {
+    name: "the shutdown budget and the watch failure limit are whole seconds, kept in ms",
+    input: input(
+      { KEVENTS_SHUTDOWN_BUDGET_SECONDS: "3600" },
+      "kevents_shutdown_budget_seconds: 5\nkevents_watch_failure_limit_seconds: 1\n",
+    ),
+    expect: { shutdownBudgetMs: 3_600_000, watchFailureLimitMs: 1000 },
+  },
+  {
+    name: "the watch failure limit takes up to a day",
+    input: input({ KEVENTS_WATCH_FAILURE_LIMIT_SECONDS: " 86400 " }),
+    expect: { watchFailureLimitMs: 86_400_000 },
+  },
+  {
+    name: "api_key: ENC[...] is left alone when the datadog sink is off (an Agent may resolve it)",
+    input: input({}, "api_key: ENC[dd_api_key]\nsecret_backend_command: /readsecret.sh\n"),
+    expect: {
+      datadog: { ...DEFAULTS.datadog, apiKey: "ENC[dd_api_key]" },
     },
   },
   {
@@ -376,6 +425,12 @@ Deno.test("booleans accept what the Agent accepts, in any case, trimmed", async 
   }
 });
 
+const SECRET_HANDLE_MESSAGE = (key: string, value: string, source: string, envVar: string) =>
+  `Cannot use ${key} "${value}" (${source}): secrets backends (secret_backend_command) are ` +
+  "not supported, so an ENC[...] handle would be sent as it is: give the value itself, for " +
+  `example in the environment variable ${envVar} filled from a Kubernetes Secret ` +
+  "(env[].valueFrom.secretKeyRef in the pod spec)";
+
 interface Rejected {
   name: string;
   input: ConfigInput;
@@ -537,6 +592,72 @@ const rejected: Rejected[] = [
     input: input({ KEVENTS_QUEUE_CAPACITY: "1000001" }),
     message: 'Cannot parse kevents_queue_capacity "1000001" (env KEVENTS_QUEUE_CAPACITY): ' +
       "must be an integer from 1 to 1000000",
+  },
+  {
+    name: "a shutdown budget of 0 s is refused",
+    input: input({ KEVENTS_SHUTDOWN_BUDGET_SECONDS: "0" }),
+    message: 'Cannot parse kevents_shutdown_budget_seconds "0" (env ' +
+      "KEVENTS_SHUTDOWN_BUDGET_SECONDS): must be an integer number of seconds from 1 to 3600",
+  },
+  {
+    name: "a shutdown budget over an hour is refused",
+    input: input({}, "kevents_shutdown_budget_seconds: 3601\n"),
+    message: `Cannot parse kevents_shutdown_budget_seconds "3601" (${PATH} line 1): ` +
+      "must be an integer number of seconds from 1 to 3600",
+  },
+  {
+    name: "a shutdown budget in milliseconds or with a unit is refused",
+    input: input({ KEVENTS_SHUTDOWN_BUDGET_SECONDS: "20s" }),
+    message: 'Cannot parse kevents_shutdown_budget_seconds "20s" (env ' +
+      "KEVENTS_SHUTDOWN_BUDGET_SECONDS): must be an integer number of seconds from 1 to 3600",
+  },
+  {
+    name: "a watch failure limit of 0 s is refused",
+    input: input({ KEVENTS_WATCH_FAILURE_LIMIT_SECONDS: "0" }),
+    message: 'Cannot parse kevents_watch_failure_limit_seconds "0" (env ' +
+      "KEVENTS_WATCH_FAILURE_LIMIT_SECONDS): must be an integer number of seconds from 1 to 86400",
+  },
+  {
+    name: "a watch failure limit over a day is refused",
+    input: input({ KEVENTS_WATCH_FAILURE_LIMIT_SECONDS: "86401" }),
+    message: 'Cannot parse kevents_watch_failure_limit_seconds "86401" (env ' +
+      "KEVENTS_WATCH_FAILURE_LIMIT_SECONDS): must be an integer number of seconds from 1 to 86400",
+  },
+  {
+    name:
+      "DD_API_KEY=ENC[...] is refused with the datadog sink: secrets backends are not supported",
+    input: input({ KEVENTS_SINKS: "datadog", DD_API_KEY: "ENC[dd_api_key]" }),
+    message: SECRET_HANDLE_MESSAGE("api_key", "ENC[dd_api_key]", "env DD_API_KEY", "DD_API_KEY"),
+  },
+  {
+    name: "api_key: ENC[...] in the file is refused with the datadog sink",
+    input: input({ KEVENTS_SINKS: "datadog" }, "# x\napi_key: ' ENC[k8s_secret@ns/dd/key] '\n"),
+    message: SECRET_HANDLE_MESSAGE(
+      "api_key",
+      "ENC[k8s_secret@ns/dd/key]",
+      `${PATH} line 2`,
+      "DD_API_KEY",
+    ),
+  },
+  {
+    name: "a webhook bearer token ENC[...] is refused",
+    input: input({ KEVENTS_WEBHOOK_BEARER_TOKEN: "ENC[hook_token]" }),
+    message: SECRET_HANDLE_MESSAGE(
+      "kevents_webhook_bearer_token",
+      "ENC[hook_token]",
+      "env KEVENTS_WEBHOOK_BEARER_TOKEN",
+      "KEVENTS_WEBHOOK_BEARER_TOKEN",
+    ),
+  },
+  {
+    name: "a webhook header value ENC[...] is refused, naming the header",
+    input: input({}, "kevents_webhook_headers:\n  X-Team: ops\n  DD-API-KEY: ENC[dd_api_key]\n"),
+    message: SECRET_HANDLE_MESSAGE(
+      "kevents_webhook_headers DD-API-KEY",
+      "ENC[dd_api_key]",
+      `${PATH} line 1`,
+      "KEVENTS_WEBHOOK_HEADERS",
+    ),
   },
   {
     name: "a YAML syntax error gives its line and column",

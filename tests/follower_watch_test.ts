@@ -20,7 +20,12 @@ import {
 import { CONFIGMAPS, ENDPOINTS, KubeClient, LEASES, type ResourceRef } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { LeaseLock, microTime } from "../lib/lease_lock.ts";
-import type { LeaderElectionRecord, Lock, LockWatchOptions } from "../lib/lock.ts";
+import {
+  type LeaderElectionRecord,
+  type Lock,
+  type LockWatchOptions,
+  UNREADABLE_HOLDER,
+} from "../lib/lock.ts";
 import { eventually, GUARD_MS, within } from "./_fake_api.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { MemoryLockStore } from "./_memory_lock.ts";
@@ -184,11 +189,15 @@ class Cluster implements AsyncDisposable {
         terms.push(entry);
         this.active += 1;
         this.maxActive = Math.max(this.maxActive, this.active);
-        term.signal.addEventListener("abort", () => {
+        // The work ends with its term, or when asked to drain (it has nothing in flight).
+        const end = () => {
+          if (entry.endedAt !== undefined) return;
           entry.endedAt = this.clock.now();
           this.active -= 1;
           resolve();
-        }, { once: true });
+        };
+        term.signal.addEventListener("abort", end, { once: true });
+        term.drain?.addEventListener("abort", end, { once: true });
       });
     const done = runElector({
       lock,
@@ -768,4 +777,79 @@ Deno.test("watchLock on a lock that cannot watch polls every retry period", asyn
   await clock.advance(TIMINGS.requestTimeoutMs);
   await Promise.all([leader, done]);
   assert.equal(clock.pending, 0);
+});
+
+// ---- records other clients wrote ------------------------------------------------
+
+Deno.test("a watching follower keeps its watch open over a ConfigMap record it cannot read, and takes it once unchanged for the lease", async () => {
+  await using server = await startFakeApiServer();
+  await using cluster = new Cluster(server, "configmap");
+  await using other = connect(server, "other");
+  const write = async (text: string) => {
+    const cm = await other.get<{ metadata: { annotations?: Record<string, string> } }>(
+      CONFIGMAPS,
+      NS,
+      NAME,
+    ).catch(() => undefined);
+    const metadata = { name: NAME, namespace: NS, annotations: { [LEADER_ANNOTATION]: text } };
+    if (cm === undefined) await other.create(CONFIGMAPS, NS, { metadata });
+    else {await other.replace(CONFIGMAPS, NS, NAME, {
+        ...cm,
+        metadata: { ...cm.metadata, ...metadata },
+      });}
+  };
+  await write("not json");
+  const b = cluster.start("b");
+  await cluster.quiesce();
+  assert.ok(b.lock.open, "the watch is open");
+  for (let k = 1; k <= 3; k++) {
+    await cluster.advance(RETRY);
+    await write(`not json ${k}`);
+    await cluster.watched(b, k);
+  }
+  assert.equal(b.lock.watched.at(-1)?.renewTime, "not json 3", "reported, not thrown");
+  // Unchanged from now on; the lock's default unreadableLeaseSeconds is 60 s, as LEASE.
+  const lastSeen = cluster.clock.now();
+  await cluster.advance(LEASE - 1);
+  assert.equal(b.leading, false, "took over before the lease ran out");
+  assert.ok(b.lock.open, "the watch stayed open");
+  assert.equal(b.lock.opened, 1);
+  assert.equal(cluster.requests("b", "get"), 1, "a watching follower does not poll");
+  await cluster.advance(1);
+  assert.equal(b.leading, true, "did not take over when the lease ran out");
+  assert.equal(b.terms[0]!.startedAt, lastSeen + LEASE);
+  assert.equal(cluster.holder(), "b");
+  assert.deepEqual(b.leaders, [UNREADABLE_HOLDER, "b"]);
+});
+
+Deno.test("a Lease another client wrote without leaseDurationSeconds is held for the lease, not taken at once", async (t) => {
+  for (const watch of [true, false]) {
+    await t.step(watch ? "watching" : "polling", async () => {
+      await using server = await startFakeApiServer();
+      await using cluster = new Cluster(server, "lease");
+      server.create(RESOURCE.lease, NS, {
+        metadata: { name: NAME },
+        spec: { holderIdentity: "other-client", renewTime: microTime(cluster.clock.now()) },
+      });
+      const b = cluster.start("b", { watch });
+      await cluster.quiesce();
+      assert.deepEqual(b.leaders, ["other-client"]);
+      // The lock's default unreadableLeaseSeconds is 60 s, as LEASE.
+      await cluster.run(LEASE - RETRY / 5, () => assert.equal(b.leading, false));
+      await cluster.run(RETRY / 5);
+      assert.equal(b.leading, true);
+      assert.equal(b.terms[0]!.startedAt - Date.UTC(2026, 0, 1), LEASE);
+      assert.equal(cluster.holder(), "b");
+    });
+  }
+});
+
+Deno.test("a Lease created empty, without a holder, is free: taken at once", async () => {
+  await using server = await startFakeApiServer();
+  await using cluster = new Cluster(server, "lease");
+  server.create(RESOURCE.lease, NS, { metadata: { name: NAME }, spec: {} });
+  const b = cluster.start("b");
+  await cluster.quiesce();
+  assert.equal(b.leading, true);
+  assert.equal(cluster.holder(), "b");
 });

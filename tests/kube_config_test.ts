@@ -1,8 +1,16 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
-import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { CONFIGMAPS, KubeClient } from "../lib/kube_client.ts";
-import { KubeConfigError, loadKubeConfig, PooledKubeConfig } from "../lib/kube_config.ts";
+import { UnauthorizedError } from "../lib/errors.ts";
+import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
+import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube_client.ts";
+import {
+  KubeConfigError,
+  type LoadedKubeConfig,
+  loadKubeConfig,
+  PooledKubeConfig,
+} from "../lib/kube_config.ts";
+import { coreEvent, type Json } from "./_fake_api.ts";
+import { LineReader } from "./_process.ts";
 
 /** A kubeconfig (YAML) for a cluster that nobody listens on; loading never connects. */
 function kubeconfigYaml(
@@ -267,4 +275,244 @@ Deno.test("loadKubeConfig in a pod uses the service account and reaches the API 
       assert.equal(loaded.namespace, undefined);
     });
   });
+});
+
+// ---- tokens with a trailing newline ---------------------------------------------------
+
+/**
+ * Lists events, then watches from the list and sees an event created once
+ * the watch is open: what the pump does with the client. Returns the names
+ * seen.
+ */
+async function listAndWatchEvents(
+  loaded: LoadedKubeConfig,
+  server: FakeApiServer,
+  name: string,
+): Promise<{ listed: string[]; watched: string[] }> {
+  const client = new KubeClient(loaded.config, { requestTimeoutMs: 5_000 });
+  try {
+    server.create("events", "default", coreEvent("default", `${name}-listed.1`));
+    const page = await client.list<Json>(EVENTS);
+    const listed = page.items.map((e) => e.metadata.name as string);
+    const watched: string[] = [];
+    for await (
+      const batch of client.watchBatches<Json>(EVENTS, {
+        resourceVersion: page.resourceVersion,
+        // Bounds the test: the server ends the watch if the event never comes.
+        timeoutSeconds: 20,
+        onOpen: () => server.create("events", "default", coreEvent("default", `${name}-watched.1`)),
+      })
+    ) {
+      watched.push(...batch.map((e) => e.object.metadata.name as string));
+      if (watched.length > 0) break;
+    }
+    return { listed, watched };
+  } finally {
+    await client.close();
+  }
+}
+
+Deno.test("a token that ends in a newline authenticates lists and watches, as with kubectl", async (t) => {
+  await using server = await startFakeApiServer();
+  await withTempDir(async (dir) => {
+    /** The fake server's kubeconfig with the admin user's credentials replaced by `user`. */
+    const kubeconfigWith = async (file: string, user: Json) => {
+      const doc = YAML.parse(server.kubeconfig());
+      doc.users[0].user = user;
+      await Deno.writeTextFile(file, YAML.stringify(doc));
+      return file;
+    };
+    const expectEvents = async (loaded: LoadedKubeConfig, name: string) => {
+      const { listed, watched } = await listAndWatchEvents(loaded, server, name);
+      assert.ok(listed.includes(`${name}-listed.1`), listed.join(", "));
+      assert.deepEqual(watched, [`${name}-watched.1`]);
+    };
+
+    await t.step('a kubeconfig token "...\\n"', async () => {
+      const file = await kubeconfigWith(`${dir}/token-nl`, { token: `${server.adminToken}\n` });
+      assert.match(await Deno.readTextFile(file), /token: \|/, "the newline is in the file");
+      const loaded = loadKubeConfig({ path: file });
+      assert.deepEqual(await loaded.config.authHeaders(), {
+        Authorization: `Bearer ${server.adminToken}`,
+      });
+      assert.equal(loaded.config.getCurrentUser()?.token, server.adminToken, "logs redact it");
+      await expectEvents(loaded, "inline");
+    });
+
+    await t.step("a tokenFile (kubectl's key) whose content ends in a newline", async () => {
+      await Deno.mkdir(`${dir}/creds`);
+      await Deno.writeTextFile(`${dir}/creds/token`, `${server.adminToken}\n`);
+      // Relative to the kubeconfig's folder, as kubectl reads it.
+      const file = await kubeconfigWith(`${dir}/creds/kubeconfig`, { tokenFile: "token" });
+      const loaded = loadKubeConfig({ path: file });
+      assert.deepEqual(loaded.warnings, []);
+      await expectEvents(loaded, "file");
+    });
+
+    await t.step("a token wins over a tokenFile, as in kubectl", async () => {
+      const file = await kubeconfigWith(`${dir}/both`, {
+        token: server.adminToken,
+        tokenFile: `${dir}/nowhere`,
+      });
+      assert.deepEqual(await loadKubeConfig({ path: file }).config.authHeaders(), {
+        Authorization: `Bearer ${server.adminToken}`,
+      });
+    });
+
+    await t.step("a tokenFile that cannot be read is refused, naming it", async () => {
+      const file = await kubeconfigWith(`${dir}/missing-token-file`, {
+        tokenFile: `${dir}/nowhere`,
+      });
+      assert.throws(() => loadKubeConfig({ path: file }), {
+        name: "KubeConfigError",
+        message: new RegExp(
+          `^Cannot use kubeconfig file ${file}: context "kevents-fake", user "admin": cannot ` +
+            `read its tokenFile ${dir}/nowhere: `,
+        ),
+      });
+    });
+
+    await t.step("the in-cluster service-account token file ending in a newline", async () => {
+      const sa = `${dir}/serviceaccount`;
+      await Deno.mkdir(sa);
+      await Deno.writeTextFile(`${sa}/token`, `${server.adminToken}\n`);
+      await Deno.writeTextFile(`${sa}/ca.crt`, server.caCertPem!);
+      const loaded = loadKubeConfig({
+        serviceHost: "127.0.0.1",
+        servicePort: String(server.port),
+        serviceAccountDir: sa,
+      });
+      assert.equal(loaded.origin, "in-cluster");
+      await expectEvents(loaded, "in-cluster");
+    });
+  });
+});
+
+// ---- plain-HTTP servers --------------------------------------------------------------
+
+async function kubectlAvailable(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("kubectl", {
+      args: ["version", "--client"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+const HAVE_KUBECTL = await kubectlAvailable();
+if (!HAVE_KUBECTL) {
+  console.log("SKIPPED: kubectl not found on PATH; the plain-HTTP kubeconfig tests need it");
+}
+
+/** Runs kubectl to its end with `kubeconfig` and an empty HOME. */
+async function kubectl(kubeconfig: string, home: string, ...args: string[]) {
+  const out = await new Deno.Command("kubectl", {
+    args,
+    env: { KUBECONFIG: kubeconfig, HOME: home },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A kubeconfig for `server` (an http:// URL) as `user`. */
+function plainKubeconfig(server: string, user: Json): string {
+  return YAML.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "plain", cluster: { server } }],
+    users: [{ name: "proxy", user }],
+    contexts: [{ name: "plain", context: { cluster: "plain", user: "proxy" } }],
+    "current-context": "plain",
+  });
+}
+
+Deno.test({
+  name: "an http:// server such as kubectl proxy: kevents lists and watches through it, and " +
+    "kubectl takes the same kubeconfig",
+  ignore: !HAVE_KUBECTL,
+  fn: async () => {
+    await using server = await startFakeApiServer();
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/admin`, server.kubeconfig());
+      const proxy = new Deno.Command("kubectl", {
+        args: ["proxy", "--port=0", "--address=127.0.0.1"],
+        env: { KUBECONFIG: `${dir}/admin`, HOME: dir },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const stdout = new LineReader(proxy.stdout);
+      try {
+        const line = await stdout.waitFor(/^Starting to serve on /);
+        const url = `http://${line.replace(/^Starting to serve on /, "").trim()}`;
+        const file = `${dir}/plain`;
+        await Deno.writeTextFile(file, plainKubeconfig(url, {}));
+
+        const loaded = loadKubeConfig({ path: file });
+        assert.deepEqual(loaded.warnings, []);
+        assert.equal(loaded.config.getCurrentCluster()?.server, url);
+        const { listed, watched } = await listAndWatchEvents(loaded, server, "proxied");
+        assert.ok(listed.includes("proxied-listed.1"), listed.join(", "));
+        assert.deepEqual(watched, ["proxied-watched.1"]);
+
+        // The judge: kubectl reads the same file and sees the same events.
+        const seen = await kubectl(file, dir, "get", "events", "-A", "-o", "name");
+        assert.equal(seen.code, 0, seen.stderr);
+        assert.match(seen.stdout, /event\/proxied-listed\.1/);
+        assert.match(seen.stdout, /event\/proxied-watched\.1/);
+      } finally {
+        proxy.kill("SIGTERM");
+        await proxy.status;
+        await stdout.done;
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "a plain-HTTP API server is reached without the kubeconfig's token, as kubectl does, " +
+    "with a warning",
+  ignore: !HAVE_KUBECTL,
+  fn: async () => {
+    await using server = await startFakeApiServer({ tls: false });
+    await withTempDir(async (dir) => {
+      const file = `${dir}/kubeconfig`;
+      // What `kevents fake-apiserver --plain-http` writes: the server's URL and a token.
+      await Deno.writeTextFile(file, server.kubeconfig());
+      assert.match(server.url, /^http:\/\//);
+
+      const loaded = loadKubeConfig({ path: file });
+      assert.deepEqual(loaded.warnings, [
+        `The credentials of user "admin" (file ${file}) are not sent to ${server.url}: as ` +
+        "with kubectl, they go only over TLS (https://); a plain-HTTP server such as kubectl " +
+        "proxy adds its own",
+      ]);
+      assert.deepEqual(await loaded.config.authHeaders(), {});
+      const client = new KubeClient(loaded.config, { requestTimeoutMs: 5_000 });
+      try {
+        // The request reaches the server, which asks for credentials.
+        await assert.rejects(client.list(EVENTS), UnauthorizedError);
+      } finally {
+        await client.close();
+      }
+      const fromKevents = server.requestLog.count({ identity: "system:unauthenticated" });
+      assert.equal(fromKevents, 1);
+      assert.equal(server.requestLog.count({ identity: "admin" }), 0, "no token went over HTTP");
+
+      // The judge: kubectl loads the same file, reaches the server, sends no token either.
+      const seen = await kubectl(file, dir, "get", "events", "-A");
+      assert.equal(seen.code, 1);
+      assert.match(seen.stderr, /You must be logged in to the server/);
+      assert.ok(server.requestLog.count({ identity: "system:unauthenticated" }) > fromKevents);
+      assert.equal(server.requestLog.count({ identity: "admin" }), 0);
+    });
+  },
 });

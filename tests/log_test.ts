@@ -65,3 +65,62 @@ Deno.test("DD_LOG_LEVEL takes the Agent's level names", () => {
       "info, warn, warning, error, critical, fatal, off (in any case)",
   });
 });
+
+Deno.test("string values render without quotes in the message; properties keep every value", async (t) => {
+  const emit = () => {
+    const log = getLogger(["kevents", "test"]);
+    log.info("Health and metrics on http://{address}:{port} (/healthz)", {
+      address: "0.0.0.0",
+      port: 5555,
+    });
+    log.info("No checkpoint: starting from now{backfill}", { backfill: "" });
+    log.info("Relisting {resource}: {pages} pages, {detail}", {
+      resource: "events",
+      pages: 3,
+      detail: { expired: true },
+    });
+  };
+
+  await t.step("JSON lines", async () => {
+    const lines = (await captured(true, emit)).map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.message), [
+      "Health and metrics on http://0.0.0.0:5555 (/healthz)",
+      "No checkpoint: starting from now",
+      'Relisting events: 3 pages, {"expired":true}',
+    ]);
+    assert.deepEqual(lines[0].properties, { address: "0.0.0.0", port: 5555 });
+    assert.deepEqual(lines[1].properties, { backfill: "" });
+    assert.deepEqual(lines[2].properties, {
+      resource: "events",
+      pages: 3,
+      detail: { expired: true },
+    });
+  });
+
+  await t.step("text", async () => {
+    const lines = await captured(false, emit);
+    assert.match(lines[0]!, /Health and metrics on http:\/\/0\.0\.0\.0:5555 \(\/healthz\)$/);
+    assert.match(lines[1]!, /No checkpoint: starting from now$/);
+    assert.match(lines[2]!, /Relisting events: 3 pages, \{ expired: true \}$/);
+  });
+
+  await t.step("a string value cannot start a new line of the text log", async () => {
+    const lines = await captured(false, () => {
+      getLogger(["kevents"]).warn("Refused {name}", { name: "x\nFATAL forged line" });
+    });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, /Refused x\\nFATAL forged line$/);
+  });
+
+  await t.step("a registered secret in a string value is still redacted", async () => {
+    const secret = "b4re-string-secret-93c1";
+    addLogSecrets([secret]);
+    for (const json of [true, false]) {
+      const [line] = await captured(json, () => {
+        getLogger(["kevents"]).info("Token {token}", { token: secret });
+      });
+      assert.ok(!line!.includes(secret), line!);
+      assert.match(line!, /Token \[redacted\]/);
+    }
+  });
+});

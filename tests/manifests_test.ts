@@ -256,6 +256,16 @@ Deno.test("the manifests agree with each other and with kevents' settings", asyn
         { path: "/readyz", port: 5555 },
       );
       assert.ok(c.livenessProbe.initialDelaySeconds > 0 && c.readinessProbe.periodSeconds > 0);
+      // SIGTERM: the drain (the shutdown budget), then the checkpoint write and the lease
+      // release, each bounded by the request timeout, must end before the kubelet's SIGKILL.
+      const defaults = parseConfig({ env: {} });
+      const stopSeconds = (defaults.shutdownBudgetMs + 2 * defaults.timings.requestTimeoutMs) /
+        1000;
+      assert.ok(
+        pod.terminationGracePeriodSeconds > stopSeconds,
+        `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} is above the ` +
+          `${stopSeconds} s a stop may take`,
+      );
       const mebibytes = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN);
       const millicores = (q: string) => Number(/^(\d+)m$/.exec(q)?.[1] ?? NaN);
       const { requests, limits } = c.resources;

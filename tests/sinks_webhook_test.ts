@@ -16,6 +16,7 @@ import { EventGenerator, startFakeApiServer } from "../lib/fake_apiserver/mod.ts
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import { KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
+import { isSecretHeader, urlSecrets } from "../lib/redact.ts";
 import { HttpSinkError, parseRetryAfter, redact } from "../lib/sinks/_http.ts";
 import { createSinks, isServiceCheckSink } from "../lib/sinks/mod.ts";
 import type { EventRecord } from "../lib/sinks/sink.ts";
@@ -450,7 +451,8 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
       assert.ok(!error.body.includes(secret));
     }
     assert.ok(error.message.includes("[redacted]"));
-    assert.ok(error.message.includes("visible-value"), "other headers are left alone");
+    assert.ok(!error.message.includes("visible-value"), "every configured header is a secret");
+    assert.ok(error.message.includes("x-trace"), "header names stay visible");
   });
 
   await t.step("in drop warnings and retry logs", async () => {
@@ -463,6 +465,70 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
     for (const text of texts) {
       assert.ok(!text.includes(TOKEN) && !text.includes(API_KEY), text);
     }
+  });
+
+  await t.step(
+    "query values and any configured header, whatever its name, echoed in a 400",
+    async () => {
+      const query = { token: "s3cret-query-token", apiKey: "0123456789abcdef0123456789abcdef" };
+      const headers = {
+        "X-Custom-Auth": "custom-auth-value-42",
+        "DD-Application-Key": "app-key-abcdef0123456789",
+        "X-Tenant": "tenant-7f3a",
+      };
+      const secrets = [query.token, query.apiKey, ...Object.values(headers)];
+      // Echoes the request line and every header, as some receivers' error pages do.
+      const requestEcho = (req: ReceivedRequest) => ({
+        status: 400,
+        body: [
+          `${req.method} ${req.path} HTTP/1.1`,
+          ...[...req.headers].map(([k, v]) => `${k}: ${v}`),
+        ]
+          .join("\n"),
+      });
+      await using echoing = startReceiver({ fallback: requestEcho });
+      const url = `${echoing.url}/hook?token=${query.token}&api_key=${query.apiKey}`;
+
+      await using s = sink(url, { headers });
+      const error = await rejection(s.sink.send([record("a")], never));
+      assert.ok(error instanceof HttpSinkError);
+      const echoed = echoing.requests[0]!;
+      assert.equal(echoed.headers.get("x-custom-auth"), headers["X-Custom-Auth"]);
+      assert.ok(echoed.path.includes(query.token), "the receiver got the query");
+      assert.equal(error.status, 400);
+      assert.match(error.message, /POST \/hook\?token=\[redacted\]&api_key=\[redacted\] HTTP/);
+      assert.match(error.message, /x-custom-auth: \[redacted\]/);
+      for (const secret of secrets) {
+        assert.ok(!error.message.includes(secret), `${secret} in ${error.message}`);
+        assert.ok(!error.body.includes(secret), secret);
+      }
+
+      const before = logs.records.length;
+      await using dropping = sink(url, { headers, onFailure: "drop" });
+      await dropping.sink.send([record("b")], never);
+      const warnings = logs.records.slice(before).filter((r) => r.level === "warning").map(logText);
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.match(warnings[0]!, /Dropped 1 events after 1 attempts .*400 Bad Request/);
+      for (const secret of secrets) assert.ok(!warnings[0]!.includes(secret), warnings[0]!);
+    },
+  );
+
+  await t.step("headers named for authentication or keys count as secret by name", () => {
+    for (const name of ["X-Custom-Auth", "DD-Application-Key", "DD-APPLICATION-KEY", "App-Key"]) {
+      assert.ok(isSecretHeader(name), name);
+    }
+    for (const name of ["Content-Type", "X-Team", "Idempotency-Key"]) {
+      assert.ok(!isSecretHeader(name), name);
+    }
+  });
+
+  await t.step("urlSecrets gives the user info and query values, as written and decoded", () => {
+    assert.deepEqual(
+      urlSecrets("https://user:pa%24s@h/p?token=a%2Fb&sig=x+y&flag&empty="),
+      ["user", "pa%24s", "a%2Fb", "x+y", "pa$s", "a/b", "x y"],
+    );
+    assert.deepEqual(urlSecrets("https://h/p"), []);
+    assert.deepEqual(urlSecrets(undefined), []);
   });
 
   await t.step("redact replaces every occurrence, longest first", () => {
@@ -575,6 +641,11 @@ Deno.test("webhook settings: file and environment, requirements, warnings, maske
       caFile: "/etc/ca.pem",
       certFile: "/etc/cert.pem",
       keyFile: "/etc/key.pem",
+      fileSources: {
+        caFile: "env KEVENTS_WEBHOOK_CA_FILE",
+        certFile: "env KEVENTS_WEBHOOK_CERT_FILE",
+        keyFile: "env KEVENTS_WEBHOOK_KEY_FILE",
+      },
       insecureSkipVerify: false,
       onFailure: "drop",
       maxAttempts: 3,
@@ -713,19 +784,183 @@ Deno.test("createSinks builds the configured sinks in order and reads the webhoo
     }
   });
 
-  await t.step("an unreadable file is a ConfigError naming the setting", () => {
+  await t.step(
+    "an unreadable file is a ConfigError naming the setting, its source and the rule",
+    () => {
+      const config = parseConfig({
+        env: {
+          KEVENTS_SINKS: "webhook",
+          KEVENTS_WEBHOOK_URL: receiver.url,
+          KEVENTS_WEBHOOK_CA_FILE: "/missing.pem",
+        },
+      });
+      assert.throws(() => createSinks(config, { readTextFile }), {
+        name: "ConfigError",
+        message:
+          'Cannot use kevents_webhook_ca_file "/missing.pem" (env KEVENTS_WEBHOOK_CA_FILE): ' +
+          `cannot read it: No such file: /missing.pem; it ${CA_RULE}`,
+      });
+    },
+  );
+});
+
+const CA_RULE = "must name a readable PEM file of one or more CA certificates " +
+  "(-----BEGIN CERTIFICATE----- blocks)";
+const CERT_RULE = "must name a readable PEM file of the client certificate " +
+  "(a -----BEGIN CERTIFICATE----- block, then any intermediates)";
+const KEY_RULE = "must name a readable PEM file of the unencrypted private key of " +
+  "kevents_webhook_cert_file (a -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or " +
+  "EC PRIVATE KEY block)";
+
+Deno.test("createSinks refuses webhook TLS files that do not hold what they must, naming the setting, its source, the path and the rule", async (t) => {
+  const tls = await generateTlsMaterial();
+  const other = await generateTlsMaterial();
+  /** A base64 body that is no DER certificate, between valid markers. */
+  const garbageCert = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n" +
+    "-----END CERTIFICATE-----\n";
+  const files: Record<string, string> = {
+    "/ca.pem": tls.caCertPem,
+    "/bundle.pem": `# Issuer: kevents test\n${tls.caCertPem}\n${other.caCertPem}`,
+    "/cert.pem": tls.certPem,
+    "/key.pem": tls.keyPem,
+    "/other-key.pem": other.keyPem,
+    "/notes.txt": "the CA is in the vault\n",
+    "/garbage-cert.pem": garbageCert,
+    "/bundle-with-garbage.pem": `${tls.caCertPem}${garbageCert}`,
+    "/garbage-key.pem": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    "/encrypted-key.pem": "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n" +
+      "-----END ENCRYPTED PRIVATE KEY-----\n",
+  };
+  const readTextFile = (path: string) => {
+    const text = files[path];
+    if (text === undefined) throw new Deno.errors.NotFound(`No such file: ${path}`);
+    return text;
+  };
+  const base = { KEVENTS_SINKS: "webhook", KEVENTS_WEBHOOK_URL: "https://hooks.example.com/k" };
+  /** createSinks' ConfigError for these settings. */
+  const refusal = (env: Record<string, string>, file?: string): ConfigError => {
     const config = parseConfig({
-      env: {
-        KEVENTS_SINKS: "webhook",
-        KEVENTS_WEBHOOK_URL: receiver.url,
-        KEVENTS_WEBHOOK_CA_FILE: "/missing.pem",
-      },
+      env: { ...base, ...env },
+      ...(file === undefined ? {} : { file: { path: "/etc/datadog.yaml", text: file } }),
     });
-    assert.throws(() => createSinks(config, { readTextFile }), {
-      name: "ConfigError",
-      message: 'Cannot read kevents_webhook_ca_file "/missing.pem": No such file: /missing.pem',
+    try {
+      const sinks = createSinks(config, { readTextFile });
+      void Promise.all(sinks.map((s) => s.close()));
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
+      return e;
+    }
+    assert.fail("createSinks accepted it");
+  };
+
+  await t.step("a CA bundle with several certificates and comments is taken", async () => {
+    const config = parseConfig({
+      env: { ...base, KEVENTS_WEBHOOK_CA_FILE: "/bundle.pem" },
     });
+    const sinks = createSinks(config, { readTextFile });
+    await Promise.all(sinks.map((s) => s.close()));
   });
+
+  const cases: {
+    name: string;
+    env: Record<string, string>;
+    file?: string;
+    key: string;
+    source: string;
+    path: string;
+    problem: string;
+    rule: string;
+  }[] = [
+    {
+      name: "a CA file that is not PEM",
+      env: { KEVENTS_WEBHOOK_CA_FILE: "/notes.txt" },
+      key: "kevents_webhook_ca_file",
+      source: "env KEVENTS_WEBHOOK_CA_FILE",
+      path: "/notes.txt",
+      problem: "it holds no -----BEGIN CERTIFICATE----- block",
+      rule: CA_RULE,
+    },
+    {
+      name: "a CA file with garbage between BEGIN and END",
+      env: {},
+      file: "# webhook\nkevents_webhook_ca_file: /garbage-cert.pem\n",
+      key: "kevents_webhook_ca_file",
+      source: "/etc/datadog.yaml line 2",
+      path: "/garbage-cert.pem",
+      problem: "its certificate 1 of 1 is not a valid X.509 certificate",
+      rule: CA_RULE,
+    },
+    {
+      name: "a CA bundle whose second certificate is garbage",
+      env: { KEVENTS_WEBHOOK_CA_FILE: "/bundle-with-garbage.pem" },
+      key: "kevents_webhook_ca_file",
+      source: "env KEVENTS_WEBHOOK_CA_FILE",
+      path: "/bundle-with-garbage.pem",
+      problem: "its certificate 2 of 2 is not a valid X.509 certificate",
+      rule: CA_RULE,
+    },
+    {
+      name: "a client certificate file holding a key",
+      env: { KEVENTS_WEBHOOK_CERT_FILE: "/key.pem", KEVENTS_WEBHOOK_KEY_FILE: "/key.pem" },
+      key: "kevents_webhook_cert_file",
+      source: "env KEVENTS_WEBHOOK_CERT_FILE",
+      path: "/key.pem",
+      problem: "it holds no -----BEGIN CERTIFICATE----- block",
+      rule: CERT_RULE,
+    },
+    {
+      name: "a key file holding a certificate",
+      env: { KEVENTS_WEBHOOK_CERT_FILE: "/cert.pem", KEVENTS_WEBHOOK_KEY_FILE: "/cert.pem" },
+      key: "kevents_webhook_key_file",
+      source: "env KEVENTS_WEBHOOK_KEY_FILE",
+      path: "/cert.pem",
+      problem: "it holds no PEM private key block",
+      rule: KEY_RULE,
+    },
+    {
+      name: "a key file with garbage between BEGIN and END",
+      env: { KEVENTS_WEBHOOK_CERT_FILE: "/cert.pem", KEVENTS_WEBHOOK_KEY_FILE: "/garbage-key.pem" },
+      key: "kevents_webhook_key_file",
+      source: "env KEVENTS_WEBHOOK_KEY_FILE",
+      path: "/garbage-key.pem",
+      problem: "its private key block is not a valid key",
+      rule: KEY_RULE,
+    },
+    {
+      name: "an encrypted key",
+      env: {
+        KEVENTS_WEBHOOK_CERT_FILE: "/cert.pem",
+        KEVENTS_WEBHOOK_KEY_FILE: "/encrypted-key.pem",
+      },
+      key: "kevents_webhook_key_file",
+      source: "env KEVENTS_WEBHOOK_KEY_FILE",
+      path: "/encrypted-key.pem",
+      problem: "its key is encrypted, and kevents takes no passphrase",
+      rule: KEY_RULE,
+    },
+    {
+      name: "a key that is not the client certificate's",
+      env: { KEVENTS_WEBHOOK_CERT_FILE: "/cert.pem", KEVENTS_WEBHOOK_KEY_FILE: "/other-key.pem" },
+      key: "kevents_webhook_key_file",
+      source: "env KEVENTS_WEBHOOK_KEY_FILE",
+      path: "/other-key.pem",
+      problem: "it is not the key of the certificate in /cert.pem",
+      rule: KEY_RULE,
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      const e = refusal(c.env, c.file);
+      assert.equal(e.key, c.key);
+      assert.equal(e.source, c.source);
+      assert.equal(e.value, c.path);
+      assert.equal(e.rule, c.rule);
+      assert.equal(
+        e.message,
+        `Cannot use ${c.key} ${JSON.stringify(c.path)} (${c.source}): ${c.problem}; it ${c.rule}`,
+      );
+    });
+  }
 });
 
 // ---- end to end ------------------------------------------------------------------------

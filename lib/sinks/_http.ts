@@ -250,13 +250,15 @@ export class HttpSender {
   /**
    * POSTs `body` to `url` until an attempt is answered with a 2xx, retrying
    * as the module documentation says. Rejects with {@linkcode HttpSinkError}
-   * (its `attempts` set), or with the signal's reason once it aborts.
+   * (its `attempts` set), or with the signal's reason once it aborts, or
+   * with what `beforeAttempt` (called before every attempt) throws.
    */
   async post(
     url: URL,
     body: string,
     headers: Readonly<Record<string, string>>,
     signal: AbortSignal,
+    beforeAttempt?: () => void,
   ): Promise<HttpAnswer> {
     signal.throwIfAborted();
     if (this.#closed) {
@@ -274,6 +276,9 @@ export class HttpSender {
     let waited = 0;
     for (let attempt = 1;; attempt++) {
       let failure: HttpSinkError;
+      // Right before the bytes go: a term that expired during the backoff
+      // (or while the process was paused) sends nothing more.
+      beforeAttempt?.();
       try {
         return await this.#attempt(url, body, headers, signal);
       } catch (e) {

@@ -53,7 +53,7 @@ import {
   type HttpTlsOptions,
   type OnFailure,
 } from "./_http.ts";
-import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
+import type { EventRecord, SendOptions, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
 
 /** The default Datadog site. */
 export const DEFAULT_SITE = "datadoghq.com";
@@ -400,7 +400,11 @@ export class DatadogSink implements Sink, ServiceCheckSink {
   }
 
   /** Posts the batch's Datadog events; resolves once all were accepted (or, with drop, given up). */
-  async send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void> {
+  async send(
+    batch: readonly EventRecord[],
+    signal: AbortSignal,
+    options: SendOptions = {},
+  ): Promise<void> {
     signal.throwIfAborted();
     const signature = batch.map((r) => r.key).join("\n");
     let progress = this.#progress;
@@ -415,7 +419,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
     try {
       while (progress.sent < progress.events.length) {
         const body = JSON.stringify(progress.events[progress.sent]);
-        await this.#post(url, body, signal);
+        await this.#post(url, body, signal, options.fence?.assertCurrent);
         progress.sent++;
       }
     } catch (e) {
@@ -448,9 +452,14 @@ export class DatadogSink implements Sink, ServiceCheckSink {
     await this.#post(new URL(`${this.#base}/api/v1/check_run`), body, signal);
   }
 
-  async #post(url: URL, body: string, signal: AbortSignal): Promise<void> {
+  async #post(
+    url: URL,
+    body: string,
+    signal: AbortSignal,
+    beforeAttempt?: () => void,
+  ): Promise<void> {
     try {
-      await this.#http.post(url, body, this.#headers, signal);
+      await this.#http.post(url, body, this.#headers, signal, beforeAttempt);
     } catch (e) {
       if (e instanceof HttpSinkError && (e.status === 403 || e.status === 401)) {
         throw new HttpSinkError(

@@ -20,12 +20,46 @@ export interface EventRecord {
   event: CoreV1Event;
 }
 
+/**
+ * Who sends, for a receiver that wants to refuse a deposed leader: the
+ * leader's identity and a token that grows with every leadership term (the
+ * lock's leaderTransitions), and a check that the term is still current.
+ */
+export interface Fence {
+  /** The leader's identity (the lock holder). */
+  holder: string;
+  /** Grows with every change of leader; a request with a smaller token than one seen before is stale. */
+  token: number;
+  /**
+   * Throws (a TermExpiredError) unless the term was renewed within its
+   * renew deadline; a sink calls it right before every attempt, retries
+   * included, so nothing leaves a replica whose lease may have gone.
+   */
+  assertCurrent(): void;
+}
+
+/** Options of {@linkcode Sink.send}. */
+export interface SendOptions {
+  /** The leadership term the batch is sent for; absent outside a term (tests, tools). */
+  fence?: Fence;
+}
+
+/** The request headers that carry a {@linkcode Fence} to HTTP receivers. */
+export const FENCE_HEADERS = {
+  holder: "Kevents-Leader",
+  token: "Kevents-Fencing-Token",
+} as const;
+
 /** A destination for events. */
 export interface Sink {
   /** Name for logs and metrics. */
   readonly name: string;
-  /** Delivers a batch; resolves once the destination has it. Rejects with the signal's reason on abort. */
-  send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void>;
+  /**
+   * Delivers a batch; resolves once the destination has it. Rejects with
+   * the signal's reason on abort, and with the fence's error when its term
+   * is no longer current before an attempt.
+   */
+  send(batch: readonly EventRecord[], signal: AbortSignal, options?: SendOptions): Promise<void>;
   /** Releases what the sink holds. */
   close(): Promise<void>;
   /**

@@ -16,8 +16,8 @@
  * `onFailure: "drop"` the batch is dropped instead, counted in `dropped` and
  * logged as a warning.
  *
- * The bearer token, the user info of the URL and the values of headers
- * named like credentials never appear in errors or logs.
+ * The bearer token, the user info and query values of the URL and the
+ * values of every configured header never appear in errors or logs.
  *
  * @module
  */
@@ -29,10 +29,10 @@ import {
   HttpSender,
   HttpSinkError,
   type HttpTlsOptions,
-  isSecretHeader,
   type OnFailure,
 } from "./_http.ts";
-import type { EventRecord, Sink } from "./sink.ts";
+import { isSecretHeader, urlSecrets } from "../redact.ts";
+import { type EventRecord, FENCE_HEADERS, type SendOptions, type Sink } from "./sink.ts";
 
 /** How a batch is written in the request body. */
 export type WebhookFormat = "ndjson" | "json";
@@ -99,7 +99,9 @@ export class WebhookSink implements Sink {
     }
     this.#format = options.format ?? "ndjson";
     this.#onFailure = options.onFailure ?? "retry";
-    const secrets: string[] = [];
+    // Any configured header may carry a credential, whatever its name, and so
+    // may the URL's query values (?token=...): none of them reaches a message.
+    const secrets: string[] = urlSecrets(url);
     const headers: Record<string, string> = {
       "Content-Type": this.#format === "json" ? "application/json" : "application/x-ndjson",
       "User-Agent": options.userAgent ?? "kevents",
@@ -120,7 +122,10 @@ export class WebhookSink implements Sink {
       url.username = "";
       url.password = "";
     }
-    for (const [name, value] of Object.entries(options.headers ?? {})) set(name, value);
+    for (const [name, value] of Object.entries(options.headers ?? {})) {
+      secrets.push(value);
+      set(name, value);
+    }
     if (options.bearerToken !== undefined) {
       secrets.push(options.bearerToken);
       set("Authorization", `Bearer ${options.bearerToken}`);
@@ -144,14 +149,28 @@ export class WebhookSink implements Sink {
   }
 
   /** POSTs the batch; resolves once the receiver answered 2xx (or, with drop, once the batch is given up). */
-  async send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void> {
+  async send(
+    batch: readonly EventRecord[],
+    signal: AbortSignal,
+    options: SendOptions = {},
+  ): Promise<void> {
     signal.throwIfAborted();
     if (batch.length === 0) return;
-    const headers = batch.length === 1
-      ? { ...this.#headers, "Idempotency-Key": batch[0]!.key }
-      : this.#headers;
+    const { fence } = options;
+    const headers: Record<string, string> = { ...this.#headers };
+    if (batch.length === 1) headers["Idempotency-Key"] = batch[0]!.key;
+    if (fence !== undefined) {
+      headers[FENCE_HEADERS.holder] = fence.holder;
+      headers[FENCE_HEADERS.token] = String(fence.token);
+    }
     try {
-      await this.#http.post(this.#url, webhookBody(batch, this.#format), headers, signal);
+      await this.#http.post(
+        this.#url,
+        webhookBody(batch, this.#format),
+        headers,
+        signal,
+        fence?.assertCurrent,
+      );
     } catch (e) {
       if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
       this.dropped += batch.length;
