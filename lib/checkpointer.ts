@@ -472,15 +472,18 @@ export class Checkpointer {
       this.#last = cm;
       return; // Nothing of ours to keep yet.
     }
-    if (cm !== undefined && this.#unusable === undefined) {
-      // Let the write meet the change as a 409 and judge it there.
-    } else if (cm !== undefined) {
+    if (cm === undefined) {
+      // Deleted: the write below creates it again, whatever the old one was.
+      this.#last = undefined;
+      this.#unusable = undefined;
+    } else if (this.#unusable !== undefined) {
       this.#last = cm; // Maybe mended: the write below tells.
       this.#unusable = unusableReason(cm);
       if (this.#unusable === undefined) {
         log.info("{where} can hold the checkpoint again: writing it", { where: this.#where() });
       }
     }
+    // Otherwise the write meets the change as a 409 and judges it there.
     await this.flush(signal);
   }
 

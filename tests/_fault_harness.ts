@@ -71,6 +71,7 @@ import {
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
 import { KubeClient } from "../lib/kube_client.ts";
+import { Liveness } from "../lib/liveness.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 
@@ -238,6 +239,8 @@ export class Replica {
   readonly clock: Clock;
   readonly config: Config;
   readonly client: KubeClient;
+  /** What its `/healthz` would answer. */
+  readonly liveness: Liveness = new Liveness();
   /** Settles once runCollector has returned (after stop or kill). */
   readonly done: Promise<void>;
   /** `performance.now()` of {@linkcode kill}; undefined unless killed. */
@@ -272,6 +275,7 @@ export class Replica {
       identity: name,
       sinks: [sink],
       clock: this.clock,
+      liveness: this.liveness,
       observer: {
         termStarted: (term, from) =>
           onTerm(this, "start", { transitions: term.transitions, from: from?.resourceVersion }),

@@ -3,7 +3,10 @@ import {
   type ElectionTimings,
   type ElectorOptions,
   runElector,
+  ShutdownBudgetError,
+  StepDownError,
   type Term,
+  TermExpiredError,
   validateTimings,
 } from "../lib/elector.ts";
 import { ConflictError } from "../lib/errors.ts";
@@ -80,7 +83,13 @@ class Cluster {
 
   start(
     name: string,
-    options: { clock?: FakeClock; random?: () => number; work?: Work; partitioned?: boolean } = {},
+    options: {
+      clock?: FakeClock;
+      random?: () => number;
+      work?: Work;
+      partitioned?: boolean;
+      elector?: Partial<ElectorOptions>;
+    } = {},
   ): Replica {
     const clock = options.clock ?? this.clock;
     const lock = this.store.lock(name);
@@ -96,6 +105,7 @@ class Cluster {
       clock,
       random: options.random ?? (() => 0),
       onNewLeader: (holder) => leaders.push(holder),
+      ...options.elector,
       lead: async (term) => {
         const log: TermLog = { replica: name, transitions: term.transitions, startedAt: this.t };
         this.terms.push(log);
@@ -679,4 +689,117 @@ Deno.test("runElector with an already-aborted signal resolves without touching t
   assert.equal(store.calls.length, 0);
   assert.equal(led, 0);
   assert.equal(clock.pending, 0);
+});
+
+Deno.test("a stopped leader drains its work while it keeps renewing the lease, then releases it", async (t) => {
+  const cluster = new Cluster();
+  let finishDrain = () => {};
+  const drained = new Promise<void>((resolve) => finishDrain = resolve);
+  const a = cluster.start("a", {
+    elector: { shutdownBudgetMs: 60_000 },
+    work: async (term) => {
+      await untilAborted(term.drain!);
+      await drained; // Sends in flight and the queue, however long they take.
+    },
+  });
+  await cluster.run(1000);
+  const b = cluster.start("b");
+  await cluster.run(1000);
+  const stopAt = cluster.t;
+
+  await t.step("the drain outlasts the renew deadline and the lease: renewed all along, never cut", async () => {
+    a.stop.abort(new Error("SIGTERM"));
+    await cluster.run(LEASE + RETRY);
+    const term = cluster.termsOf("a")[0]!;
+    assert.equal(term.endedAt, undefined, "the term's hard signal did not abort");
+    const renewals = cluster.store.writesBy("a").filter((w) => w.at - START > stopAt);
+    assert.ok(renewals.length >= 8, `renewed ${renewals.length} times while draining`);
+    assert.ok(renewals.every((w) => w.record.holderIdentity === "a"));
+    assert.equal(cluster.termsOf("b").length, 0, "nobody took over meanwhile");
+  });
+
+  await t.step("once drained it releases the lock, and the follower takes over at its next retry", async () => {
+    finishDrain();
+    await settle();
+    assert.equal(lastWrite(cluster, "a").record.holderIdentity, "", "released");
+    await cluster.until(() => cluster.termsOf("b").length === 1, RETRY * 2, "b to take over");
+  });
+  await cluster.stopAll();
+  void b;
+});
+
+Deno.test("the shutdown budget cuts a drain that takes too long: the term ends, then the lock is released", async () => {
+  const cluster = new Cluster();
+  const a = cluster.start("a", {
+    elector: { shutdownBudgetMs: 5_000 },
+    work: (term) => untilAborted(term.signal), // Never drains on its own.
+  });
+  await cluster.run(1000);
+  a.stop.abort(new Error("SIGTERM"));
+  await cluster.until(() => a.settledAt !== undefined, 10_000, "a to settle");
+  const term = cluster.termsOf("a")[0]!;
+  assert.equal(term.endedAt, 1000 + 5_000);
+  assert.ok(term.reason instanceof ShutdownBudgetError);
+  assert.equal(lastWrite(cluster, "a").record.holderIdentity, "");
+  await cluster.stopAll();
+});
+
+Deno.test("a term is not current past its renew deadline even before its watchdog timer runs (a paused process)", async () => {
+  const fake = new FakeClock(START);
+  let paused = 0;
+  // A process woken from SIGSTOP: time has moved, its timers have not run yet.
+  const clock = { now: () => fake.now() + paused, sleep: fake.sleep.bind(fake) };
+  const store = new MemoryLockStore(fake);
+  const stop = new AbortController();
+  let seen: Term | undefined;
+  const done = runElector({
+    lock: store.lock("a"),
+    identity: "a",
+    timings: TIMINGS,
+    clock,
+    random: () => 0,
+    lead: (term) => {
+      seen = term;
+      return untilAborted(term.signal);
+    },
+  }, stop.signal);
+  await settle();
+  assert.ok(seen !== undefined);
+  seen.assertCurrent!();
+  paused = RENEW_DEADLINE - 1;
+  seen.assertCurrent!();
+  paused = RENEW_DEADLINE;
+  assert.throws(() => seen!.assertCurrent!(), TermExpiredError);
+  assert.ok(seen.signal.aborted, "the refusal ends the term at once");
+  stop.abort(new Error("Test over"));
+  await fake.advance(RETRY);
+  await done;
+});
+
+Deno.test("a leader whose work steps down releases the lock and keeps away for two lease durations", async () => {
+  const cluster = new Cluster();
+  const a = cluster.start("a", {
+    work: async (term, nth) => {
+      if (nth > 0) return await untilAborted(term.signal);
+      await cluster.clock.sleep(3000, term.signal);
+      throw new StepDownError("Cannot list events");
+    },
+  });
+  await cluster.run(500);
+  const b = cluster.start("b");
+  await cluster.until(() => cluster.termsOf("b").length === 1, 3000 + RETRY * 2, "b to lead");
+  assert.equal(cluster.termsOf("a").length, 1);
+  assert.equal(
+    cluster.store.writesBy("a").at(-1)!.record.holderIdentity,
+    "",
+    "released, not left to expire",
+  );
+  const getsAfterStepDown = a.lock.count("get");
+  const releasedAt = lastWrite(cluster, "a").at;
+  await cluster.run(releasedAt + 2 * LEASE - 100 - cluster.t);
+  assert.equal(a.lock.count("get"), getsAfterStepDown, "did not even try meanwhile");
+  await cluster.run(RETRY * 2);
+  assert.ok(a.lock.count("get") > getsAfterStepDown, "a candidate again after the pause");
+  await cluster.stopAll();
+  void b;
 });

@@ -237,13 +237,26 @@ function validate(t: ResourceType, obj: KubeObject, requestNamespace: string): C
     });
   }
   if (t.kind === "ConfigMap") {
+    const binary = (obj.binaryData ?? {}) as Record<string, unknown>;
+    for (const [field, map] of [["data", obj.data], ["binaryData", binary]] as const) {
+      for (const key of Object.keys((map ?? {}) as object)) {
+        if (!CONFIG_KEY.test(key)) {
+          causes.push({
+            reason: "FieldValueInvalid",
+            message: `Invalid value: ${
+              JSON.stringify(key)
+            }: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`,
+            field,
+          });
+        }
+      }
+    }
+    // As ValidateConfigMap: a key may not be in both maps.
     for (const key of Object.keys((obj.data ?? {}) as object)) {
-      if (!CONFIG_KEY.test(key)) {
+      if (key in binary) {
         causes.push({
           reason: "FieldValueInvalid",
-          message: `Invalid value: ${
-            JSON.stringify(key)
-          }: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`,
+          message: `Invalid value: ${JSON.stringify(key)}: duplicate of key present in binaryData`,
           field: "data",
         });
       }
@@ -371,6 +384,28 @@ export function decodeObject(t: ResourceType, body: unknown, ctx: DecodeContext)
   const causes = validate(t, obj, ctx.namespace);
   if (causes.length > 0) throw invalid(t.kind, t, obj.metadata.name, causes);
   return obj;
+}
+
+/**
+ * The rules an update must keep against the stored object, as
+ * ValidateConfigMapUpdate: once `immutable` is true, neither it nor the
+ * data may change. Throws 422 Invalid.
+ */
+export function validateUpdate(t: ResourceType, old: KubeObject, next: KubeObject): void {
+  if (t.kind !== "ConfigMap" || old.immutable !== true) return;
+  const causes: Cause[] = [];
+  const message = "Forbidden: field is immutable when `immutable` is set";
+  if (next.immutable !== true) {
+    causes.push({ reason: "FieldValueForbidden", message, field: "immutable" });
+  }
+  const same = (a: unknown, b: unknown) => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
+  if (!same(old.data, next.data)) {
+    causes.push({ reason: "FieldValueForbidden", message, field: "data" });
+  }
+  if (!same(old.binaryData, next.binaryData)) {
+    causes.push({ reason: "FieldValueForbidden", message, field: "binaryData" });
+  }
+  if (causes.length > 0) throw invalid(t.kind, t, old.metadata.name, causes);
 }
 
 /** Puts metadata fields in the order the real server writes them. */

@@ -19,6 +19,7 @@ import {
 import {
   canonical,
   decodeObject,
+  validateUpdate,
   formatTime,
   itemJson,
   objectJson,
@@ -1120,6 +1121,7 @@ export class FakeApiServer {
     const name = existing.name;
     const rv = obj.metadata.resourceVersion;
     if (rv !== undefined && rv !== "" && rv !== String(existing.rv)) throw conflict(t, name);
+    validateUpdate(t, existing.object, obj);
     const uid = obj.metadata.uid;
     const oldUid = existing.object.metadata.uid;
     if (uid !== undefined && uid !== "" && uid !== oldUid) {
