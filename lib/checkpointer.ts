@@ -420,9 +420,11 @@ export class Checkpointer {
         continue;
       }
       const untilCheck = this.#lastSeenAt + idle - now;
+      // Nothing pending: look again after an interval (an acknowledgement
+      // wakes the loop only once maxEvents are pending).
       const wait = Math.max(
         1,
-        this.#pending === undefined ? untilCheck : Math.min(due, untilCheck),
+        Math.min(this.#pending === undefined ? this.#o.intervalMs : due, untilCheck),
       );
       const wake = new AbortController();
       this.#wake = () => wake.abort();

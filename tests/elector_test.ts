@@ -707,23 +707,29 @@ Deno.test("a stopped leader drains its work while it keeps renewing the lease, t
   await cluster.run(1000);
   const stopAt = cluster.t;
 
-  await t.step("the drain outlasts the renew deadline and the lease: renewed all along, never cut", async () => {
-    a.stop.abort(new Error("SIGTERM"));
-    await cluster.run(LEASE + RETRY);
-    const term = cluster.termsOf("a")[0]!;
-    assert.equal(term.endedAt, undefined, "the term's hard signal did not abort");
-    const renewals = cluster.store.writesBy("a").filter((w) => w.at - START > stopAt);
-    assert.ok(renewals.length >= 8, `renewed ${renewals.length} times while draining`);
-    assert.ok(renewals.every((w) => w.record.holderIdentity === "a"));
-    assert.equal(cluster.termsOf("b").length, 0, "nobody took over meanwhile");
-  });
+  await t.step(
+    "the drain outlasts the renew deadline and the lease: renewed all along, never cut",
+    async () => {
+      a.stop.abort(new Error("SIGTERM"));
+      await cluster.run(LEASE + RETRY);
+      const term = cluster.termsOf("a")[0]!;
+      assert.equal(term.endedAt, undefined, "the term's hard signal did not abort");
+      const renewals = cluster.store.writesBy("a").filter((w) => w.at - START > stopAt);
+      assert.ok(renewals.length >= 8, `renewed ${renewals.length} times while draining`);
+      assert.ok(renewals.every((w) => w.record.holderIdentity === "a"));
+      assert.equal(cluster.termsOf("b").length, 0, "nobody took over meanwhile");
+    },
+  );
 
-  await t.step("once drained it releases the lock, and the follower takes over at its next retry", async () => {
-    finishDrain();
-    await settle();
-    assert.equal(lastWrite(cluster, "a").record.holderIdentity, "", "released");
-    await cluster.until(() => cluster.termsOf("b").length === 1, RETRY * 2, "b to take over");
-  });
+  await t.step(
+    "once drained it releases the lock, and the follower takes over at its next retry",
+    async () => {
+      finishDrain();
+      await settle();
+      assert.equal(lastWrite(cluster, "a").record.holderIdentity, "", "released");
+      await cluster.until(() => cluster.termsOf("b").length === 1, RETRY * 2, "b to take over");
+    },
+  );
   await cluster.stopAll();
   void b;
 });

@@ -106,7 +106,10 @@ for (const { name, act, noticed } of operatorActions) {
 
     await act(h);
     // The leader notices at its next write (events keep coming) and mends the ConfigMap.
-    await h.until(`the leader to log "${noticed}"`, () => logsWith(h, "warning", noticed).length > 0);
+    await h.until(
+      `the leader to log "${noticed}"`,
+      () => logsWith(h, "warning", noticed).length > 0,
+    );
     await h.until(
       "the ConfigMap to hold the leader's position and stamp again",
       () => {
@@ -207,7 +210,10 @@ for (const state of ["immutable", "binaryData"] as const) {
 
 Deno.test("a leader whose credentials cannot list events steps down after the limit; a healthy replica takes over, nothing lost", async () => {
   await using h = await startFaultHarness({ leaseMs: LEASE_MS });
-  const bad = h.startReplica({ name: "no-events", env: { KEVENTS_WATCH_FAILURE_LIMIT_SECONDS: "1" } });
+  const bad = h.startReplica({
+    name: "no-events",
+    env: { KEVENTS_WATCH_FAILURE_LIMIT_SECONDS: "1" },
+  });
   // Everything but events: it wins the lease, stamps the checkpoint, and cannot list.
   h.server.setRules("no-events", [
     { verbs: ["*"], apiGroups: ["coordination.k8s.io"], resources: ["leases"] },

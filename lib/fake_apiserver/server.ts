@@ -19,10 +19,10 @@ import {
 import {
   canonical,
   decodeObject,
-  validateUpdate,
   formatTime,
   itemJson,
   objectJson,
+  validateUpdate,
   viewObject,
 } from "./objects.ts";
 import { jsonPatch, mergePatch, PATCH_TYPES } from "./patch.ts";
