@@ -35,9 +35,20 @@
  * reopened with backoff) the candidate polls every retry period as before.
  * The leader does not watch: it renews.
  *
- * What this does not do: it does not fence writes made outside the term
- * (the checkpointer fences its own), and it assumes clocks that run at the
- * same rate within the margin.
+ * A term ends two ways. A stop (SIGTERM) first aborts `term.drain`: the
+ * work finishes what is in flight while the leader keeps renewing, for at
+ * most the shutdown budget; then `term.signal` aborts. Losing the lease,
+ * passing the renew deadline, or the budget running out aborts
+ * `term.signal` at once. A term whose work throws StepDownError releases
+ * the lock and keeps away from it for a while, so that another replica
+ * leads.
+ *
+ * What this does not do: it cannot fence what leaves the process. The work
+ * asks `term.assertCurrent()` right before sending (the renew deadline on
+ * the monotonic clock), which stops a replica woken from a pause; a pause
+ * between that check and the bytes leaving is still possible, which only a
+ * receiver checking a fencing token can close. It assumes clocks that run
+ * at the same rate within the margin.
  *
  * @module
  */

@@ -19,6 +19,17 @@ const LEASE_MS = 3000;
 
 /** Runs kubectl as an admin user of the harness's server; returns its stdout, fails on a non-zero exit. */
 async function kubectl(h: FaultHarness, args: string[], stdin?: string): Promise<string> {
+  const { code, stdout, stderr } = await tryKubectl(h, args, stdin);
+  assert.equal(code, 0, `kubectl ${args.join(" ")}: ${stderr}`);
+  return stdout;
+}
+
+/** Runs kubectl as an admin user of the harness's server. */
+async function tryKubectl(
+  h: FaultHarness,
+  args: string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const kubeconfig = await h.kubeconfigFile("operator");
   const child = new Deno.Command(KUBECTL, {
     args: ["--kubeconfig", kubeconfig, ...args],
@@ -32,13 +43,8 @@ async function kubectl(h: FaultHarness, args: string[], stdin?: string): Promise
     await w.close();
   }
   const out = await child.output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(
-    out.code,
-    0,
-    `kubectl ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-  );
-  return text;
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
 }
 
 /** Log lines of the harness at `level` whose text contains `part`. */
@@ -82,7 +88,12 @@ const operatorActions: {
     name: "kubectl delete, then kubectl create -f manifests/datadog_configmap.yaml",
     act: async (h) => {
       await kubectl(h, ["delete", "configmap", "datadogtoken"]);
-      await kubectl(h, ["create", "-f", MANIFEST]);
+      const created = await tryKubectl(h, ["create", "-f", MANIFEST]);
+      if (created.code !== 0) {
+        // The leader was faster and created it again first: the operator replaces it.
+        assert.match(created.stderr, /AlreadyExists/);
+        await kubectl(h, ["replace", "-f", MANIFEST]);
+      }
     },
     noticed: "was changed by someone else while this replica leads",
   },

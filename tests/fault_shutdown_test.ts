@@ -553,7 +553,8 @@ async function pauseLeader(fleet: Fleet, kind: PauseKind, round: number): Promis
   );
   assert.deepEqual(lateWrites, [], `${paused.user} wrote the checkpoint after the takeover`);
   assert.equal(paused.exitedAt, undefined, `${paused.user} exited after its pause`);
-  const reason = paused.matching(TERM_EXPIRED, logsBefore)[0]?.message ?? "(no reason logged)";
+  const reason = paused.matching(TERM_EXPIRED, logsBefore)[0]?.message ??
+    "(term ended, no reason logged)";
   console.log(
     `FAULT paused leader (${kind}, round ${round}; paused ${pausedMs.toFixed(0)} ms, lease taken ` +
       `${(taken.at - pausedAt).toFixed(0)} ms after the pause; woke to "${reason}"): ` +
