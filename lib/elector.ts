@@ -637,6 +637,12 @@ class ElectorState {
         }
         if (pastDeadline()) {
           const e = deadlineError();
+          if (!term.signal.aborted) {
+            log.error("{identity} is past its renew deadline before sending: stepping down", {
+              identity,
+              error: e.message,
+            });
+          }
           term.abort(e);
           throw e;
         }

@@ -417,6 +417,19 @@ Deno.test("a SIGTERM while the webhook answers in 1\u20135 s hands over with not
     assert.equal(result.lost, 0);
     assert.equal(result.duplicates, 0);
     assert.equal(result.inGrace, 0);
+    // The fencing token grows with every leader: in the order the receiver
+    // accepted them, no request carries a smaller token than one before it.
+    const accepted = fleet.receiver.arrivals.filter((a) => a.status === 200)
+      .sort((a, b) => a.answeredAt! - b.answeredAt!);
+    const tokens = accepted.map((a) => `${a.leader}#${a.token}`).filter((t, i, all) =>
+      t !== all[i - 1]
+    );
+    const numbers = tokens.map((t) => Number(t.split("#")[1]));
+    assert.deepEqual(
+      numbers,
+      [...numbers].sort((a, b) => a - b).filter((n, i, all) => n !== all[i - 1]),
+      `fencing tokens in the order accepted: ${tokens.join(", ")}`,
+    );
     for (const r of fleet.replicas) {
       assert.deepEqual(
         r.matching(/The shutdown budget/).map((l) => l.message),
