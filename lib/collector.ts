@@ -93,7 +93,7 @@ export interface TermContext {
  * everything it started has stopped.
  */
 export async function runCollector(o: CollectorOptions, signal: AbortSignal): Promise<void> {
-  if (!o.config.collectEvents) {
+  if (!o.config.collectEvents && !o.config.controlPlaneCheck) {
     log.info(
       "Event collection is off (collect_kubernetes_events, DD_COLLECT_KUBERNETES_EVENTS or KUBERNETES turn it on)",
     );
@@ -102,6 +102,9 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
       signal.addEventListener("abort", () => resolve(), { once: true });
     });
     return;
+  }
+  if (!o.config.collectEvents) {
+    log.info("Event collection is off; the leader runs the control-plane check only");
   }
   const context: TermContext = {};
   if (!o.config.leaderElection) {
@@ -143,6 +146,23 @@ function newLock(o: CollectorOptions): Lock {
     : new AnnotationLock(o.client, { ...target, kind });
 }
 
+/** A term of a leader that collects no events: the control-plane check alone, until the term drains or ends. */
+async function runCheckOnlyTerm(o: CollectorOptions, term: Term): Promise<void> {
+  o.metrics?.leading(true, term.transitions);
+  try {
+    await runControlPlaneCheck({
+      client: o.client,
+      sinks: serviceCheckSinks(o.sinks),
+      intervalMs: o.config.controlPlaneCheckIntervalMs,
+      requestTimeoutMs: o.config.timings.requestTimeoutMs,
+      clock: o.clock ?? systemClock,
+      metrics: o.metrics,
+    }, AbortSignal.any([term.signal, term.drain ?? term.signal]));
+  } finally {
+    o.metrics?.leading(false);
+  }
+}
+
 /**
  * One leadership term: checkpoint, pump, final checkpoint; beside them, the
  * control-plane check when on. Rejects with {@linkcode StepDownError} when
@@ -153,6 +173,7 @@ export async function runTerm(
   term: Term,
   context: TermContext = {},
 ): Promise<void> {
+  if (!o.config.collectEvents) return await runCheckOnlyTerm(o, term);
   const clock = o.clock ?? systemClock;
   const backoff = new Backoff({ clock });
   const work = new AbortController();

@@ -1534,7 +1534,7 @@ export function parseConfig(input: ConfigInput): Config {
   // Collecting events without an election would let every replica deliver
   // every event; the Agent turns the election on for the same reason.
   let leaderElection = settings.leaderElection;
-  if (collectEvents && !leaderElection) {
+  if ((collectEvents || kubernetesSet) && !leaderElection) {
     const origin = origins.get("leaderElection");
     if (origin?.explicit) {
       warningList.push(

@@ -162,6 +162,8 @@ const accepted: Accepted[] = [
     input: input({ KUBERNETES: "true" }, "collect_kubernetes_events: false\n"),
     expect: {
       controlPlaneCheck: true,
+      // The leader runs the check: one replica at a time.
+      leaderElection: true,
       warnings: [NOT_COLLECTED_WARNING(`${PATH} line 1`)],
     },
   },
@@ -170,6 +172,7 @@ const accepted: Accepted[] = [
     input: input({ KUBERNETES: "false", DD_COLLECT_KUBERNETES_EVENTS: "false" }),
     expect: {
       controlPlaneCheck: true,
+      leaderElection: true,
       warnings: [
         KUBERNETES_FALSE_WARNING,
         NOT_COLLECTED_WARNING("env DD_COLLECT_KUBERNETES_EVENTS"),
@@ -185,6 +188,7 @@ const accepted: Accepted[] = [
     ),
     expect: {
       controlPlaneCheck: true,
+      leaderElection: true,
       warnings: [NOT_COLLECTED_WARNING("env DD_COLLECT_KUBERNETES_EVENTS")],
     },
   },

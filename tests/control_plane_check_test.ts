@@ -722,6 +722,26 @@ Deno.test("only the leader reports the control plane; after a handover only the 
   }
 });
 
+Deno.test("KUBERNETES with DD_COLLECT_KUBERNETES_EVENTS=false: the leader runs the control-plane check and collects no events", async () => {
+  await using server = await startFakeApiServer();
+  const config: Config = {
+    ...configWith({ KEVENTS_LEASE_DURATION_MS: "8000", DD_COLLECT_KUBERNETES_EVENTS: "false" }),
+    controlPlaneCheckIntervalMs: 50,
+  };
+  assert.equal(config.collectEvents, false);
+  const replica = startReplica(server, "a", config);
+  try {
+    await replica.sink.received(3);
+    assert.equal(holderOf(server), replica.identity, "it leads");
+    assert.equal(countRequests(server, "events", "a"), 0, "no list or watch of events");
+    assert.equal(server.get("configmaps", "default", "datadogtoken"), undefined, "no checkpoint");
+  } finally {
+    replica.controller.abort(new Error("Test over"));
+    await within(replica.done, BOUND_MS, "the replica to stop");
+    await replica.client.close();
+  }
+});
+
 // ---- the stdout sink -----------------------------------------------------------
 
 Deno.test("the stdout sink writes one serviceCheck line per check and never splits a line between writers", async () => {
