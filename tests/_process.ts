@@ -219,3 +219,18 @@ export async function withTempDir(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** Whether `command args...` can be run here and exits 0 (a tool a test needs: kubectl, a Python module). */
+export async function commandSucceeds(command: string, args: readonly string[]): Promise<boolean> {
+  try {
+    const out = await new Deno.Command(command, {
+      args: [...args],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

@@ -4,6 +4,7 @@
  * and checks what a user would see against a real cluster.
  */
 
+import { commandSucceeds } from "./_process.ts";
 import assert from "node:assert/strict";
 import YAML from "yaml";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
@@ -11,18 +12,8 @@ import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mo
 /** Failure timeout for output a subprocess should print; generous for a loaded machine. */
 const OUTPUT_TIMEOUT_MS = 30_000;
 
-async function kubectlAvailable(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("kubectl", {
-      args: ["version", "--client"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+function kubectlAvailable(): Promise<boolean> {
+  return commandSucceeds("kubectl", ["version", "--client"]);
 }
 
 const HAVE_KUBECTL = await kubectlAvailable();

@@ -10,7 +10,7 @@ import {
   PooledKubeConfig,
 } from "../lib/kube_config.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
-import { LineReader } from "./_process.ts";
+import { commandSucceeds, LineReader } from "./_process.ts";
 
 /** A kubeconfig (YAML) for a cluster that nobody listens on; loading never connects. */
 function kubeconfigYaml(
@@ -390,18 +390,8 @@ Deno.test("a token that ends in a newline authenticates lists and watches, as wi
 
 // ---- plain-HTTP servers --------------------------------------------------------------
 
-async function kubectlAvailable(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("kubectl", {
-      args: ["version", "--client"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+function kubectlAvailable(): Promise<boolean> {
+  return commandSucceeds("kubectl", ["version", "--client"]);
 }
 
 const HAVE_KUBECTL = await kubectlAvailable();

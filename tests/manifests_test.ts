@@ -24,7 +24,7 @@ import { KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
-import { KeventsProcess, withTempDir } from "./_process.ts";
+import { commandSucceeds, KeventsProcess, withTempDir } from "./_process.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const MANIFESTS = `${ROOT}manifests`;
@@ -279,18 +279,8 @@ Deno.test("the manifests agree with each other and with kevents' settings", asyn
 
 // ---- kubectl create -f ----------------------------------------------------------
 
-async function kubectlAvailable(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("kubectl", {
-      args: ["version", "--client"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+function kubectlAvailable(): Promise<boolean> {
+  return commandSucceeds("kubectl", ["version", "--client"]);
 }
 
 const HAVE_KUBECTL = await kubectlAvailable();

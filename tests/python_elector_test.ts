@@ -20,7 +20,7 @@ import { KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import type { LeaderElectionRecord, Lock } from "../lib/lock.ts";
 import { polling, waitUntil, within } from "./_fake_api.ts";
-import { LineReader, withTempDir } from "./_process.ts";
+import { commandSucceeds, LineReader, withTempDir } from "./_process.ts";
 
 const PYTHON = "/usr/bin/python3";
 const NS = "default";
@@ -41,18 +41,8 @@ const TIMINGS: ElectionTimings = {
   requestTimeoutMs: 1_000,
 };
 
-async function pythonElectorAvailable(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command(PYTHON, {
-      args: ["-c", "import kubernetes.leaderelection"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+function pythonElectorAvailable(): Promise<boolean> {
+  return commandSucceeds(PYTHON, ["-c", "import kubernetes.leaderelection"]);
 }
 
 const HAVE_PYTHON_ELECTOR = await pythonElectorAvailable();
