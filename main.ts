@@ -54,6 +54,9 @@ async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
   const server = await startFakeApiServer({
     port: cmd.port,
     tls: !cmd.plainHttp,
+    // Nobody sends credentials over plain HTTP: requests act as the admin,
+    // as behind kubectl proxy, and the kubeconfig written holds no token.
+    anonymousAuth: cmd.plainHttp ? "admin" : false,
     eventTtlMs: cmd.eventTtlSeconds * 1000,
     eventsWatchQuirk: cmd.eventsWatchQuirk,
   });

@@ -475,8 +475,13 @@ Deno.test({
     await using server = await startFakeApiServer({ tls: false });
     await withTempDir(async (dir) => {
       const file = `${dir}/kubeconfig`;
-      // What `kevents fake-apiserver --plain-http` writes: the server's URL and a token.
-      await Deno.writeTextFile(file, server.kubeconfig());
+      // A kubeconfig that names an http:// server and a token.
+      const withToken = server.kubeconfig().replace(
+        /user: \{\}/,
+        `user:\n      token: ${server.adminToken}`,
+      );
+      assert.ok(withToken.includes(server.adminToken));
+      await Deno.writeTextFile(file, withToken);
       assert.match(server.url, /^http:\/\//);
 
       const loaded = loadKubeConfig({ path: file });
@@ -503,6 +508,31 @@ Deno.test({
       assert.match(seen.stderr, /You must be logged in to the server/);
       assert.ok(server.requestLog.count({ identity: "system:unauthenticated" }) > fromKevents);
       assert.equal(server.requestLog.count({ identity: "admin" }), 0);
+    });
+  },
+});
+
+Deno.test({
+  name: "the kubeconfig of `fake-apiserver --plain-http` works for kevents and for kubectl alike",
+  ignore: !HAVE_KUBECTL,
+  fn: async () => {
+    // What the command starts: requests without credentials act as the admin, as behind kubectl proxy.
+    await using server = await startFakeApiServer({ tls: false, anonymousAuth: "admin" });
+    await withTempDir(async (dir) => {
+      const file = `${dir}/kubeconfig`;
+      await Deno.writeTextFile(file, server.kubeconfig());
+      assert.doesNotMatch(await Deno.readTextFile(file), /token/, "no credentials over HTTP");
+      const loaded = loadKubeConfig({ path: file });
+      assert.deepEqual(loaded.warnings, []);
+      const client = new KubeClient(loaded.config, { requestTimeoutMs: 5_000 });
+      try {
+        const list = await client.list(EVENTS);
+        assert.ok(list.resourceVersion !== undefined);
+      } finally {
+        await client.close();
+      }
+      const seen = await kubectl(file, dir, "get", "events", "-A");
+      assert.equal(seen.code, 0, seen.stderr);
     });
   },
 });

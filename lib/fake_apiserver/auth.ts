@@ -72,14 +72,18 @@ function forbiddenReason(user: string, info: RequestInfo): string {
 
 /** Options for {@linkcode Authenticator}. */
 export interface AuthenticatorOptions {
-  /** Treat requests without a token as system:anonymous instead of answering 401 (default false). */
-  anonymousAuth?: boolean;
+  /**
+   * Requests without a token: false answers 401 (default); true treats them
+   * as system:anonymous; "admin" as the admin user, as an API server behind
+   * `kubectl proxy` sees them (the proxy authenticates on their behalf).
+   */
+  anonymousAuth?: boolean | "admin";
 }
 
 /** Maps bearer tokens to users and decides what each may do. */
 export class Authenticator {
   #byToken = new Map<string, UserSpec>();
-  #anonymous: boolean;
+  #anonymous: boolean | "admin";
 
   constructor(users: UserSpec[], options: AuthenticatorOptions = {}) {
     for (const u of users) this.#byToken.set(u.token, u);
@@ -100,6 +104,7 @@ export class Authenticator {
   /** Identifies the caller; throws a 401 StatusError when it cannot. */
   authenticate(authorization: string | null): { name: string; rules?: PolicyRule[] } {
     if (authorization === null || authorization === "") {
+      if (this.#anonymous === "admin") return this.user("admin") ?? { name: "admin" };
       if (this.#anonymous) return { name: "system:anonymous", rules: [] };
       throw unauthorized();
     }

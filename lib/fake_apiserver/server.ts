@@ -73,8 +73,11 @@ export interface FakeApiServerOptions {
   port?: number;
   /** Users by bearer token (default: one user "admin" with a random token and every permission). */
   users?: UserSpec[];
-  /** Treat requests without a token as system:anonymous instead of answering 401 (default false). */
-  anonymousAuth?: boolean;
+  /**
+   * Requests without a token: false answers 401 (default); true treats them
+   * as system:anonymous; "admin" as the admin user (as behind `kubectl proxy`).
+   */
+  anonymousAuth?: boolean | "admin";
   /** Changes kept in history before the oldest are compacted (default 100,000). */
   historyLimit?: number;
   /** First resourceVersion (default 1000). */
@@ -438,7 +441,9 @@ export class FakeApiServer {
       apiVersion: "v1",
       kind: "Config",
       clusters: [{ name: "kevents-fake", cluster }],
-      users: [{ name: userName, user: { token: user.token } }],
+      // No credentials in a kubeconfig for an http:// server: kubectl and
+      // kevents send none over plain HTTP (run it with anonymousAuth "admin").
+      users: [{ name: userName, user: this.url.startsWith("http:") ? {} : { token: user.token } }],
       contexts: [{
         name: "kevents-fake",
         context: {
