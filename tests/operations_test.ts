@@ -86,6 +86,14 @@ Deno.test("kevents run serves health, readiness and metrics, and shows no creden
       assert.match(text, /kevents_events_delivered_total\{sink="webhook",type="Normal"\} 3/);
       assert.match(text, /^kevents_leader 1$/m);
       assert.match(text, /kevents_api_requests_total\{verb="watch",code="200"\} \d+/);
+      // When the leader's watch last received something: these events, moments ago.
+      const activity = Number(
+        /^kevents_watch_last_activity_timestamp_seconds (\S+)$/m.exec(text)?.[1],
+      );
+      assert.ok(
+        Math.abs(activity - Date.now() / 1000) < 60,
+        `kevents_watch_last_activity_timestamp_seconds ${activity} is not recent`,
+      );
       assert.ok(receiver.requests.length > 0, "the webhook received the events");
       assert.ok(
         receiver.requests.every((r) =>
