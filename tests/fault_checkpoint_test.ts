@@ -171,6 +171,9 @@ Deno.test("a checkpoint ahead of the API server (a restored etcd, a copied Confi
     "the warning that the token is ahead",
     () => logsWith(h, "warning", "is ahead of the API server").length === 1,
   );
+  // A relist returns the latest version of each event only: changes start
+  // once it is done, so that none is superseded while it runs.
+  await h.until("the relist", () => logsWith(h, "info", "Listed ").length === 1);
   h.generate({ total: 300, ratePerSecond: 150, seed: 11 });
   await h.waitAllDelivered();
   const result = h.verify({ duplicates: "none" });
