@@ -7,6 +7,7 @@
  * request in flight has been answered.
  */
 
+import { TrackedLock } from "./_tracked_lock.ts";
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import {
@@ -29,7 +30,7 @@ import {
 import { CONFIGMAPS, ENDPOINTS, KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { microTime } from "../lib/lease_lock.ts";
-import { type LeaderElectionRecord, type Lock, UNREADABLE_HOLDER } from "../lib/lock.ts";
+import { type LeaderElectionRecord, UNREADABLE_HOLDER } from "../lib/lock.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { within } from "./_fake_api.ts";
 
@@ -502,56 +503,6 @@ Deno.test("update before any get or create is refused without a request", async 
 });
 
 // ---- electors on a FakeClock ----------------------------------------------------
-
-/**
- * A Lock that remembers its requests in flight, so the test can wait for
- * the API server's answers before it moves the clock on. `cut()` stands for
- * a replica cut off from the API server: its calls never reach the server
- * and hang until their signal aborts.
- */
-class TrackedLock implements Lock {
-  readonly inFlight = new Set<Promise<unknown>>();
-  #inner: Lock;
-  #cut = false;
-
-  constructor(inner: Lock) {
-    this.#inner = inner;
-  }
-
-  cut(): void {
-    this.#cut = true;
-  }
-
-  get(signal?: AbortSignal): Promise<LeaderElectionRecord | undefined> {
-    return this.#call(() => this.#inner.get(signal), signal);
-  }
-
-  create(r: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return this.#call(() => this.#inner.create(r, signal), signal);
-  }
-
-  update(r: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return this.#call(() => this.#inner.update(r, signal), signal);
-  }
-
-  describe(): string {
-    return this.#inner.describe();
-  }
-
-  #call<T>(send: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    if (this.#cut) {
-      return new Promise<T>((_, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-      });
-    }
-    const p = send();
-    this.inFlight.add(p);
-    const done = () => this.inFlight.delete(p);
-    p.then(done, done);
-    return p;
-  }
-}
 
 /** One elector on the fake server: its lock, and the terms its work saw. */
 interface Elector {

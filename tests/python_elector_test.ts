@@ -12,13 +12,13 @@
  * `kubernetes.leaderelection`; .ci/run installs python3-kubernetes.
  */
 
+import { TrackedLock } from "./_tracked_lock.ts";
 import assert from "node:assert/strict";
 import { AnnotationLock, decodeRecord, LEADER_ANNOTATION } from "../lib/annotation_lock.ts";
 import { type ElectionTimings, runElector, type Term } from "../lib/elector.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { KubeClient } from "../lib/kube_client.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
-import type { LeaderElectionRecord, Lock } from "../lib/lock.ts";
 import { polling, waitUntil, within } from "./_fake_api.ts";
 import { commandSucceeds, LineReader, withTempDir } from "./_process.ts";
 
@@ -149,51 +149,10 @@ class PythonElector implements AsyncDisposable {
   }
 }
 
-/**
- * A lock that can be cut off from the API server: its calls then never
- * reach the server and hang until their signal aborts.
- */
-class CuttableLock implements Lock {
-  readonly #inner: Lock;
-  #cut = false;
-
-  constructor(inner: Lock) {
-    this.#inner = inner;
-  }
-
-  cut(): void {
-    this.#cut = true;
-  }
-
-  get(signal?: AbortSignal): Promise<LeaderElectionRecord | undefined> {
-    return this.#call(() => this.#inner.get(signal), signal);
-  }
-
-  create(r: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return this.#call(() => this.#inner.create(r, signal), signal);
-  }
-
-  update(r: LeaderElectionRecord, signal?: AbortSignal): Promise<void> {
-    return this.#call(() => this.#inner.update(r, signal), signal);
-  }
-
-  describe(): string {
-    return this.#inner.describe();
-  }
-
-  #call<T>(send: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    if (!this.#cut) return send();
-    return new Promise<T>((_, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-    });
-  }
-}
-
 /** kevents' elector on the ConfigMap lock, on the system clock. */
 class KeventsElector implements AsyncDisposable {
   readonly identity: string;
-  readonly lock: CuttableLock;
+  readonly lock: TrackedLock;
   /** Its terms, with the Date.now() times they started and ended. */
   readonly terms: { startedAt: number; endedAt?: number }[] = [];
   readonly #client: KubeClient;
@@ -206,7 +165,7 @@ class KeventsElector implements AsyncDisposable {
     const kc = new PooledKubeConfig();
     kc.loadFromString(server.kubeconfig({ user: identity }));
     this.#client = new KubeClient(kc);
-    this.lock = new CuttableLock(
+    this.lock = new TrackedLock(
       new AnnotationLock(this.#client, { kind: "configmap", namespace: NS, name: NAME }),
     );
     // The work ends with its term, or when asked to drain (it has nothing in flight).
