@@ -41,7 +41,8 @@ const RETRY_MS = LEASE_MS / 4;
 /** The webhook sink's "attempt N of M in W ms" line, logged right before it waits to retry. */
 const RETRY_WAIT = /answered 503\b.*; attempt \d+ of \d+ in \d+ ms$/;
 /** How a term that can no longer be trusted ends, in the elector's words. */
-const TERM_EXPIRED = /could not renew|Renew deadline passed|lost .* to|The term has ended/;
+const TERM_EXPIRED =
+  /could not renew|past its renew deadline|Renew deadline passed|lost .* to|The term has ended/;
 
 /** A PRNG (mulberry32): the same seed gives the same answers' delays. */
 function seeded(seed: number): () => number {
@@ -566,8 +567,8 @@ async function pauseLeader(fleet: Fleet, kind: PauseKind, round: number): Promis
   );
   assert.deepEqual(lateWrites, [], `${paused.user} wrote the checkpoint after the takeover`);
   assert.equal(paused.exitedAt, undefined, `${paused.user} exited after its pause`);
-  const reason = paused.matching(TERM_EXPIRED, logsBefore)[0]?.message ??
-    "(term ended, no reason logged)";
+  const reason = paused.matching(TERM_EXPIRED, logsBefore)[0]?.message;
+  assert.ok(reason !== undefined, `${paused.user} ended its term without saying why`);
   console.log(
     `FAULT paused leader (${kind}, round ${round}; paused ${pausedMs.toFixed(0)} ms, lease taken ` +
       `${(taken.at - pausedAt).toFixed(0)} ms after the pause; woke to "${reason}"): ` +
