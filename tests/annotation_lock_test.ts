@@ -7,9 +7,10 @@
  * request in flight has been answered.
  */
 
+import { captureLogs } from "./_logs.ts";
 import { TrackedLock } from "./_tracked_lock.ts";
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
 import {
   AnnotationLock,
   type AnnotationLockKind,
@@ -52,20 +53,6 @@ const CLIENT_GO_FIELDS = [
   "leaderTransitions",
 ];
 const BOUND_MS = 20_000;
-
-/** Logs of the `kevents` categories, captured in memory until disposed. */
-async function captureLogs(): Promise<{ records: LogRecord[] } & AsyncDisposable> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { memory: (record: LogRecord) => void records.push(record) },
-    loggers: [
-      { category: ["kevents"], lowestLevel: "debug", sinks: ["memory"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
-    ],
-  });
-  return { records, [Symbol.asyncDispose]: () => reset() };
-}
 
 /** A log record's message with its properties filled in. */
 function renderMessage(record: LogRecord): string {

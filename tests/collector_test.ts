@@ -5,10 +5,11 @@
  * checkpoint holds X, the request log shows Y) and bounded by a timeout.
  */
 
+import { captureLogs } from "./_logs.ts";
 import assert from "node:assert/strict";
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
 import {
   Checkpointer,
   TERM_ANNOTATION,
@@ -273,20 +274,6 @@ function eventKeysAfter(server: FakeApiServer, afterRv: number): string[] {
     keys.push(keyOf(change.record.object));
   }
   return keys;
-}
-
-/** Logs of the `kevents` categories, captured in memory until disposed. */
-async function captureLogs(): Promise<{ records: LogRecord[] } & AsyncDisposable> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { memory: (record: LogRecord) => void records.push(record) },
-    loggers: [
-      { category: ["kevents"], lowestLevel: "debug", sinks: ["memory"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
-    ],
-  });
-  return { records, [Symbol.asyncDispose]: () => reset() };
 }
 
 /** Warnings logged under `kevents.<part>`. */

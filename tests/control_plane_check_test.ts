@@ -8,10 +8,11 @@
  * (checks emitted, requests logged) bounded by a timeout.
  */
 
+import { captureLogs } from "./_logs.ts";
 import assert from "node:assert/strict";
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { V1ComponentStatus } from "@kubernetes/client-node";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
 import { runCollector, runTerm } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
 import {
@@ -197,20 +198,6 @@ function expected(
 
 function countRequests(server: FakeApiServer, resource: string, identity = "admin"): number {
   return server.requestLog.count({ identity, resource });
-}
-
-/** Logs of the `kevents` categories, captured in memory until disposed. */
-async function captureLogs(): Promise<{ records: LogRecord[] } & AsyncDisposable> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { memory: (record: LogRecord) => void records.push(record) },
-    loggers: [
-      { category: ["kevents"], lowestLevel: "debug", sinks: ["memory"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
-    ],
-  });
-  return { records, [Symbol.asyncDispose]: () => reset() };
 }
 
 /** Rendered messages of the control-plane check's logs at `level`. */
