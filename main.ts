@@ -28,14 +28,18 @@ import {
 } from "./lib/config.ts";
 import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
-import { KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "./lib/kube_config.ts";
+import {
+  KubeConfigError,
+  loadKubeConfig,
+  type PooledKubeConfig,
+  SERVICE_ACCOUNT_DIR,
+} from "./lib/kube_config.ts";
 import { type HealthServer, startHealthServer } from "./lib/health_server.ts";
 import { Liveness } from "./lib/liveness.ts";
 import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
 import { Metrics } from "./lib/metrics.ts";
 import { createSinks } from "./lib/sinks/mod.ts";
 import { urlSecrets } from "./lib/redact.ts";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Sink } from "./lib/sinks/sink.ts";
 import { formatStatus, readStatus, StatusReadError } from "./lib/status.ts";
 
@@ -222,9 +226,11 @@ function configSecrets(config: Config): string[] {
 }
 
 /** The kubeconfig user's static credentials, which no log line may show. */
-function kubeConfigSecrets(kube: KubeConfig): string[] {
+function kubeConfigSecrets(kube: PooledKubeConfig): string[] {
   const user = kube.getCurrentUser();
-  return [user?.token, user?.password].filter((s): s is string => typeof s === "string");
+  return [user?.token, user?.password, user?.keyData].filter((s): s is string =>
+    typeof s === "string"
+  );
 }
 
 function uniqueSuffix(): string {
@@ -261,6 +267,8 @@ async function runCollectorCommand(cmd: RunCommand): Promise<number> {
       servicePort: env.KUBERNETES_SERVICE_PORT,
     });
     addLogSecrets(kubeConfigSecrets(kube.config));
+    // Token files and exec plugins give their secrets at run time.
+    kube.config.onSecret = (secret) => addLogSecrets([secret]);
     for (const w of [...config.warnings, ...kube.warnings]) log.warn(w);
     client = new KubeClient(kube.config, {
       requestTimeoutMs: config.timings.requestTimeoutMs,

@@ -185,17 +185,3 @@ export function errorFromResponse(
   const excerpt = status === undefined ? body.slice(0, 200).trim() : undefined;
   return new Class(code, status, request, retryAfter, excerpt);
 }
-
-/**
- * Maps an `ApiException` from @kubernetes/client-node (whose `body` is the
- * response text) to the typed error.
- */
-export function errorFromApiException(e: unknown, request?: RequestDescription): unknown {
-  if (e !== null && typeof e === "object" && "code" in e && "body" in e && "headers" in e) {
-    const ex = e as { code: number; body: unknown; headers: Record<string, string> };
-    // client-node leaves the body undefined for a 401 (it never reads it).
-    const body = typeof ex.body === "string" ? ex.body : JSON.stringify(ex.body) ?? "";
-    return errorFromResponse(ex.code, body, ex.headers["retry-after"] ?? null, request);
-  }
-  return e;
-}

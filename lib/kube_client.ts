@@ -8,8 +8,6 @@
  * @module
  */
 
-import { type Dispatcher, fetch } from "undici";
-import type { ApiType, Configuration } from "@kubernetes/client-node";
 import {
   errorFromResponse,
   KubeApiError,
@@ -19,6 +17,7 @@ import {
   WatchDecodeError,
   WatchStalledError,
 } from "./errors.ts";
+import { describeNetworkError, type HttpResponse } from "./http_transport.ts";
 import type { PooledKubeConfig } from "./kube_config.ts";
 import type { Metrics } from "./metrics.ts";
 import { readWatchBatches, type WatchEvent, type WatchPosition } from "./watch_stream.ts";
@@ -167,20 +166,12 @@ function failureCode(e: unknown): number | "network" | "timeout" | undefined {
   return undefined; // Aborted by the caller: not the server's doing.
 }
 
-function describe(e: unknown): string {
-  const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
-  if (cause?.code !== undefined) {
-    return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
-  }
-  if (cause?.message !== undefined) return cause.message;
-  return e instanceof Error ? e.message : String(e);
-}
-
 /**
  * Wraps a response body so that it errors with the signal's reason as soon
- * as the signal aborts. undici's fetch under Deno does not end a body that
- * is being read when its request is aborted (the read just hangs), so
- * without this an aborted watch or a timed-out body would never settle.
+ * as the signal aborts, whatever the pool (http_transport.ts): undici's
+ * body under Deno does not end when its request is aborted (the read just
+ * hangs), and without this an aborted watch or a timed-out body would never
+ * settle.
  */
 export function abortableBody(
   body: ReadableStream<Uint8Array>,
@@ -365,26 +356,32 @@ export class KubeClient {
           ? {}
           : { "Content-Type": options.contentType ?? "application/json" },
       );
-      const res = await fetch(url, {
+      const transport = await this.config.transport();
+      const res = await transport.send({
+        url,
         method,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
-        dispatcher: this.config.dispatcher,
         signal: controller.signal,
       });
       const text = await bodyText(res, controller.signal);
-      if (!res.ok && !acceptCodes.includes(res.status)) {
-        throw errorFromResponse(res.status, text, res.headers.get("retry-after"), request);
+      if (res.status === 401) this.config.credentialsRejected();
+      const ok = res.status >= 200 && res.status <= 299;
+      if (!ok && !acceptCodes.includes(res.status)) {
+        throw errorFromResponse(res.status, text, res.header("retry-after"), request);
       }
       return { code: res.status, text, request };
     } catch (e) {
       if (controller.signal.aborted) throw controller.signal.reason;
       if (e instanceof KubeApiError) throw e;
       // No answer came: name the server, which the path alone does not.
-      throw new KubeNetworkError(`${method} ${url.origin}${request.path}: ${describe(e)}`, {
-        cause: e,
-        request,
-      });
+      throw new KubeNetworkError(
+        `${method} ${url.origin}${request.path}: ${describeNetworkError(e)}`,
+        {
+          cause: e,
+          request,
+        },
+      );
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -505,45 +502,36 @@ export class KubeClient {
       );
     };
     try {
-      // Not fetch: under Deno, undici's fetch never errors a body whose
-      // connection breaks (node:stream's isReadable does not recognise web
-      // streams), so a dropped watch would hang. The body of the Dispatcher
-      // API does error.
-      let res: Dispatcher.ResponseData;
+      let res: HttpResponse;
       try {
-        res = await this.config.dispatcher.request({
-          origin: url.origin,
-          path: request.path,
-          method: "GET",
-          headers: await this.#headers({}),
-          signal: controller.signal,
-        });
+        // The headers first: an exec plugin's new client certificate replaces the pool.
+        const headers = await this.#headers({});
+        const transport = await this.config.transport();
+        res = await transport.send({ url, method: "GET", headers, signal: controller.signal });
       } catch (e) {
         if (controller.signal.aborted) {
           this.#count("watch", controller.signal.reason);
           throw controller.signal.reason;
         }
         this.#count("watch", "network");
-        throw new KubeNetworkError(`GET ${url.origin}${request.path}: ${describe(e)}`, {
+        throw new KubeNetworkError(`GET ${url.origin}${request.path}: ${describeNetworkError(e)}`, {
           cause: e,
           request,
         });
       }
-      this.#count("watch", res.statusCode);
-      const raw = ReadableStream.from(res.body as AsyncIterable<Uint8Array>);
-      const header = (name: string): string | null => {
-        const value = res.headers[name];
-        return (Array.isArray(value) ? value[0] : value) ?? null;
-      };
-      if (res.statusCode < 200 || res.statusCode > 299) {
+      this.#count("watch", res.status);
+      if (res.status === 401) this.config.credentialsRejected();
+      const raw = res.body ?? new Response("").body!;
+      const header = res.header;
+      if (res.status < 200 || res.status > 299) {
         const text = await bodyText({ body: raw }, controller.signal);
-        throw errorFromResponse(res.statusCode, text, header("retry-after"), request);
+        throw errorFromResponse(res.status, text, header("retry-after"), request);
       }
       const type = header("content-type") ?? "";
       if (!type.startsWith("application/json")) {
         await raw.cancel();
         throw new WatchDecodeError(
-          `Watch ${request.path} answered ${res.statusCode} with "${type}" instead of a JSON stream`,
+          `Watch ${request.path} answered ${res.status} with "${type}" instead of a JSON stream`,
         );
       }
       arm();
@@ -561,10 +549,13 @@ export class KubeClient {
             position.lines + 1
           } (${position.partial} characters of it received)`
           : ` after ${position.lines} lines`;
-        throw new KubeNetworkError(`Watch ${request.path} broke${where}: ${describe(e)}`, {
-          cause: e,
-          request,
-        });
+        throw new KubeNetworkError(
+          `Watch ${request.path} broke${where}: ${describeNetworkError(e)}`,
+          {
+            cause: e,
+            request,
+          },
+        );
       }
     } finally {
       clearTimeout(timer);
@@ -572,11 +563,6 @@ export class KubeClient {
       // Releases the connection if the consumer stopped early.
       controller.abort(new Error("Watch closed by its consumer"));
     }
-  }
-
-  /** A @kubernetes/client-node typed API (CoreV1Api...) that uses this client's pool. */
-  makeApiClient<T extends ApiType>(ctor: new (config: Configuration) => T): T {
-    return this.config.makeApiClient(ctor);
   }
 
   /** Closes the connection pool. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import YAML from "yaml";
 import { UnauthorizedError } from "../lib/errors.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
+import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube_client.ts";
 import {
   KubeConfigError,
@@ -180,6 +181,7 @@ Deno.test("loadKubeConfig finds the kubeconfig the way kubectl users expect", as
 
     await t.step("relative certificate paths are the kubeconfig's folder's", async () => {
       await Deno.mkdir(`${dir}/certs`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/certs/ca.pem`, (await generateTlsMaterial()).caCertPem);
       const doc = YAML.parse(kubeconfigYaml());
       doc.clusters[0].cluster["certificate-authority"] = "ca.pem";
       await Deno.writeTextFile(`${dir}/certs/kubeconfig`, YAML.stringify(doc));

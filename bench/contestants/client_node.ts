@@ -1,20 +1,21 @@
 /**
- * `@kubernetes/client-node`'s `Watch`, over the project's HTTP/1.1 pool
- * (its own would negotiate HTTP/2 under Deno). It parses every line and
- * calls back with each event; under Deno its done callback does not fire
- * when the stream ends, so it is simply stopped once it has counted enough.
- * Its first connection goes through client-node's typed CoreV1Api.
+ * `@kubernetes/client-node`'s `Watch`, with client-node's own KubeConfig
+ * forced to HTTP/1.1 through an undici Agent (under Deno it would
+ * negotiate HTTP/2), as kevents' pump uses. It parses every line and calls
+ * back with each event; under Deno its done callback does not fire when the
+ * stream ends, so it is simply stopped once it has counted enough. Its
+ * first connection goes through client-node's typed CoreV1Api.
  *
  * @module
  */
 
 import { CoreV1Api, Watch } from "@kubernetes/client-node";
-import { PooledKubeConfig } from "../../lib/kube_config.ts";
+import { Http1KubeConfig } from "../../tests/_client_node.ts";
 import type { Contestant, ContestantOptions, Figures, Progress } from "./types.ts";
 
 /** Prepares client-node's Watch. */
 export async function prepareClientNode(o: ContestantOptions): Promise<Contestant> {
-  const kc = new PooledKubeConfig();
+  const kc = new Http1KubeConfig();
   kc.loadFromFile(o.kubeconfig);
   await kc.makeApiClient(CoreV1Api).listEventForAllNamespaces({ limit: 1 });
   return {

@@ -1,16 +1,9 @@
 /**
- * What the HTTP sinks (webhook, Datadog) share: one undici connection pool
- * per sink with its TLS settings, POST requests with bounded retries, typed
- * errors, and secrets kept out of every message.
- *
- * Why undici's Dispatcher API rather than Deno's fetch: Deno's fetch takes
- * a custom CA and a client certificate (`Deno.createHttpClient`) but has no
- * per-client way to skip certificate verification (only the process-wide
- * `--unsafely-ignore-certificate-errors` flag), while an undici `Agent`
- * takes all three as `connect` options and is the pool kevents already uses
- * for the API server (see kube_config.ts). The Dispatcher API is used rather
- * than undici's fetch because under Deno a fetch body whose connection
- * breaks never errors (see kube_client.ts).
+ * What the HTTP sinks (webhook, Datadog) share: one HTTP/1.1 connection
+ * pool per sink with its TLS settings (http_transport.ts: Deno's fetch, or
+ * undici when certificate verification is switched off, which Deno's
+ * client cannot do), opened on the first request, POST requests with
+ * bounded retries, typed errors, and secrets kept out of every message.
  *
  * Retries: a network error, a timeout, a 5xx or a 429 is retried within one
  * call, with jittered exponential backoff or after the answer's
@@ -24,9 +17,13 @@
  */
 
 import { redact } from "../redact.ts";
-import { STATUS_CODES } from "node:http";
 import { getLogger } from "@logtape/logtape";
-import { Agent, type Dispatcher } from "undici";
+import {
+  describeNetworkError,
+  type HttpResponse,
+  type HttpTransport,
+  openTransport,
+} from "../http_transport.ts";
 import { Backoff } from "../backoff.ts";
 import { type Clock, systemClock } from "../clock.ts";
 
@@ -154,54 +151,48 @@ export function displayUrl(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname}`;
 }
 
-/** The undici connect options for `tls`. */
-export function connectOptions(tls: HttpTlsOptions = {}): Record<string, unknown> {
-  const connect: Record<string, unknown> = {};
-  if (tls.ca !== undefined) connect.ca = tls.ca;
-  if (tls.cert !== undefined) connect.cert = tls.cert;
-  if (tls.key !== undefined) connect.key = tls.key;
-  if (tls.insecureSkipVerify === true) connect.rejectUnauthorized = false;
-  return connect;
-}
+/**
+ * Reason phrases of the codes a sink is likely to get (node:http's table
+ * would load Node's HTTP module, ~MiBs, for a word in a message).
+ */
+const REASONS: Readonly<Record<number, string>> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  413: "Payload Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Entity",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
 
-function describeNetworkError(e: unknown): string {
-  const err = e as {
-    code?: unknown;
-    message?: unknown;
-    cause?: { code?: unknown; message?: unknown };
-  };
-  const code = typeof err?.code === "string"
-    ? err.code
-    : typeof err?.cause?.code === "string"
-    ? err.cause.code
-    : undefined;
-  const message = typeof err?.cause?.message === "string" && err.cause.message !== ""
-    ? err.cause.message
-    : e instanceof Error
-    ? e.message
-    : String(e);
-  return code !== undefined && !message.includes(code) ? `${code} (${message})` : message;
-}
-
-async function readBody(body: Dispatcher.ResponseData["body"]): Promise<string> {
+async function readBody(body: ReadableStream<Uint8Array> | null): Promise<string> {
+  if (body === null) return "";
   const decoder = new TextDecoder();
   let text = "";
   let size = 0;
-  for await (const chunk of body as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    text += decoder.decode(chunk, { stream: true });
+  const reader = body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.length;
+    text += decoder.decode(value, { stream: true });
     if (size >= MAX_BODY_BYTES) {
       // Enough for a message; the connection is not worth keeping for the rest.
-      body.destroy();
+      await reader.cancel();
       return text;
     }
   }
   return text + decoder.decode();
-}
-
-function header(headers: Dispatcher.ResponseData["headers"], name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
 }
 
 const log = getLogger(["kevents", "sink"]);
@@ -209,7 +200,8 @@ const log = getLogger(["kevents", "sink"]);
 /** POSTs over one connection pool with bounded retries; see the module documentation. */
 export class HttpSender {
   readonly #label: string;
-  readonly #agent: Agent;
+  readonly #tls: HttpTlsOptions;
+  #transport: Promise<HttpTransport> | undefined;
   readonly #secrets: readonly string[];
   readonly #timeoutMs: number;
   readonly #retry: Required<RetryOptions>;
@@ -233,13 +225,18 @@ export class HttpSender {
     };
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    this.#agent = new Agent({
-      // HTTP/1.1 only, as for the API server: no GOAWAY handling to trust.
-      allowH2: false,
-      connect: connectOptions(options.tls),
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 30_000,
+    this.#tls = options.tls ?? {};
+  }
+
+  /** The pool, opened on first use. */
+  #pool(): Promise<HttpTransport> {
+    this.#transport ??= openTransport({
+      ca: this.#tls.ca,
+      cert: this.#tls.cert,
+      key: this.#tls.key,
+      skipTLSVerify: this.#tls.insecureSkipVerify === true,
     });
+    return this.#transport;
   }
 
   /** Removes the secrets from a text meant for a message or a log. */
@@ -323,12 +320,12 @@ export class HttpSender {
     const onAbort = () => controller.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      let res: Dispatcher.ResponseData;
+      let res: HttpResponse;
       let text: string;
       try {
-        res = await this.#agent.request({
-          origin: url.origin,
-          path: url.pathname + url.search,
+        const transport = await this.#pool();
+        res = await transport.send({
+          url,
           method: "POST",
           headers: { ...headers },
           body,
@@ -342,13 +339,13 @@ export class HttpSender {
           cause: e,
         });
       }
-      const status = res.statusCode;
+      const status = res.status;
       if (status >= 200 && status < 300) return { status, body: text };
       const shown = this.redact(text);
       const truncated = shown.length > MAX_BODY_IN_MESSAGE
         ? `${shown.slice(0, MAX_BODY_IN_MESSAGE)}... (${shown.length} characters)`
         : shown;
-      const reason = STATUS_CODES[status] ?? "";
+      const reason = REASONS[status] ?? "";
       throw new HttpSinkError(
         `${where} answered ${status}${reason === "" ? "" : ` ${reason}`}` +
           (truncated.trim() === "" ? "" : `: ${truncated.trim()}`),
@@ -357,7 +354,7 @@ export class HttpSender {
           body: truncated,
           retryable: status === 429 || status >= 500,
           retryAfterMs: status === 429 || status >= 500
-            ? parseRetryAfter(header(res.headers, "retry-after"), this.#clock.now())
+            ? parseRetryAfter(res.header("retry-after") ?? undefined, this.#clock.now())
             : undefined,
         },
       );
@@ -371,6 +368,8 @@ export class HttpSender {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#agent.destroy();
+    const transport = this.#transport;
+    this.#transport = undefined;
+    if (transport !== undefined) await (await transport).close();
   }
 }
