@@ -179,6 +179,8 @@ const OS_ERRORS: Readonly<Record<string, string>> = {
  * Deno's fetch repeats the URL and nests its causes; undici gives a code.
  */
 export function describeNetworkError(e: unknown): string {
+  // A credential plugin's failure says everything itself (its cause is a detail).
+  if (e instanceof Error && e.name === "ExecCredentialError") return e.message;
   const err = e as {
     code?: unknown;
     message?: unknown;

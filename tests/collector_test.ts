@@ -7,7 +7,6 @@
 
 import { captureLogs } from "./_logs.ts";
 import assert from "node:assert/strict";
-import diagnosticsChannel from "node:diagnostics_channel";
 import type { CoreV1Event } from "@kubernetes/client-node";
 import type { LogRecord } from "@logtape/logtape";
 import {
@@ -281,32 +280,27 @@ function warningsOf(records: LogRecord[], part: string): LogRecord[] {
   return records.filter((r) => r.level === "warning" && r.category[1] === part);
 }
 
-/** Paths of the requests undici sends (query included), until disposed. */
-function recordRequestPaths(): { paths: string[] } & Disposable {
+/** Paths of the requests the server receives (query included), until disposed. */
+function recordRequestPaths(server: FakeApiServer): { paths: string[] } & Disposable {
   const paths: string[] = [];
-  const listener = (message: unknown) => {
-    const { request } = message as { request: { method: string; path: string } };
-    paths.push(`${request.method} ${request.path}`);
-  };
-  diagnosticsChannel.subscribe("undici:client:sendHeaders", listener);
-  return {
-    paths,
-    [Symbol.dispose]: () => diagnosticsChannel.unsubscribe("undici:client:sendHeaders", listener),
-  };
+  const subscription = server.onRequest((r) => paths.push(`${r.method} ${r.path}`));
+  return { paths, [Symbol.dispose]: () => subscription[Symbol.dispose]() };
 }
 
-/** Calls `fn` synchronously when undici sends the first request matching `method` and `pathEnd`. */
-function onFirstRequest(method: string, pathEnd: string, fn: () => void): Disposable {
-  const listener = (message: unknown) => {
-    const { request } = message as { request: { method: string; path: string } };
-    if (request.method === method && request.path.split("?")[0]!.endsWith(pathEnd)) {
-      unsubscribe();
+/** Calls `fn` synchronously when the first request matching `method` and `pathEnd` arrives. */
+function onFirstRequest(
+  server: FakeApiServer,
+  method: string,
+  pathEnd: string,
+  fn: () => void,
+): Disposable {
+  let fired = false;
+  return server.onRequest((r) => {
+    if (!fired && r.method === method && r.path.split("?")[0]!.endsWith(pathEnd)) {
+      fired = true;
       fn();
     }
-  };
-  const unsubscribe = () => diagnosticsChannel.unsubscribe("undici:client:sendHeaders", listener);
-  diagnosticsChannel.subscribe("undici:client:sendHeaders", listener);
-  return { [Symbol.dispose]: unsubscribe };
+  });
 }
 
 // ---- resuming ----------------------------------------------------------------
@@ -443,7 +437,7 @@ async function relistScenario(eventsWatchQuirk: boolean): Promise<void> {
     written.push(((object.data ?? {}) as Record<string, string>)[TOKEN_KEY] ?? "");
   });
   using _subscription = { [Symbol.dispose]: () => void unsubscribe() };
-  using sent = recordRequestPaths();
+  using sent = recordRequestPaths(server);
   await using logs = await captureLogs();
   const sink = new RecordingSink();
   await using _term = startTerm({ client: conn.client, config: configWith(), sinks: [sink] });
@@ -698,7 +692,7 @@ Deno.test("two checkpointers beginning at once both succeed, in order, and the l
       // B has read the ConfigMap and is sending its stamp when A begins: B's
       // stamp is held at the server until A has read and stamped.
       let beginA: Promise<Token | undefined> | undefined;
-      using _hold = onFirstRequest("PUT", `/configmaps/${TOKEN_CM}`, () => {
+      using _hold = onFirstRequest(server, "PUT", `/configmaps/${TOKEN_CM}`, () => {
         server.partition("b");
         beginA = a.begin(AbortSignal.timeout(BOUND_MS));
       });
@@ -738,7 +732,7 @@ Deno.test("two checkpointers beginning at once both succeed, in order, and the l
     const b = checkpointer(connB.client, "b/2");
 
     let beginA: Promise<Token | undefined> | undefined;
-    using _hold = onFirstRequest("POST", "/configmaps", () => {
+    using _hold = onFirstRequest(server, "POST", "/configmaps", () => {
       server.partition("b");
       beginA = a.begin(AbortSignal.timeout(BOUND_MS));
     });

@@ -10,7 +10,6 @@
 
 import { captureLogs } from "./_logs.ts";
 import assert from "node:assert/strict";
-import diagnosticsChannel from "node:diagnostics_channel";
 import type { V1ComponentStatus } from "@kubernetes/client-node";
 import type { LogRecord } from "@logtape/logtape";
 import { runCollector, runTerm } from "../lib/collector.ts";
@@ -207,18 +206,15 @@ function messagesOf(records: LogRecord[], level: LogRecord["level"]): string[] {
     .map((r) => r.message.map(String).join(""));
 }
 
-/** Calls `fn` synchronously when undici sends the first request whose path ends with `pathEnd`. */
-function onFirstRequest(pathEnd: string, fn: () => void): Disposable {
-  const listener = (message: unknown) => {
-    const { request } = message as { request: { path: string } };
-    if (request.path.split("?")[0]!.endsWith(pathEnd)) {
-      unsubscribe();
+/** Calls `fn` synchronously when the first request whose path ends with `pathEnd` arrives. */
+function onFirstRequest(server: FakeApiServer, pathEnd: string, fn: () => void): Disposable {
+  let fired = false;
+  return server.onRequest((r) => {
+    if (!fired && r.path.split("?")[0]!.endsWith(pathEnd)) {
+      fired = true;
       fn();
     }
-  };
-  const unsubscribe = () => diagnosticsChannel.unsubscribe("undici:client:sendHeaders", listener);
-  diagnosticsChannel.subscribe("undici:client:sendHeaders", listener);
-  return { [Symbol.dispose]: unsubscribe };
+  });
 }
 
 // ---- componentstatuses -------------------------------------------------------
@@ -543,7 +539,7 @@ Deno.test("the check stops when its signal aborts and emits nothing after", asyn
     await using server = await startFakeApiServer();
     server.partition("admin");
     const stopper = new AbortController();
-    using _ = onFirstRequest("/componentstatuses", () => stopper.abort(new Error("Over")));
+    using _ = onFirstRequest(server, "/componentstatuses", () => stopper.abort(new Error("Over")));
     await using check = startCheck(server, { signal: stopper.signal });
     await within(check.done, BOUND_MS, "the check to stop");
     assert.equal(check.sink.calls, 0);

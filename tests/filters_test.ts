@@ -7,7 +7,6 @@
  */
 
 import assert from "node:assert/strict";
-import diagnosticsChannel from "node:diagnostics_channel";
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { TOKEN_KEY } from "../lib/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
@@ -614,25 +613,20 @@ class RecordingSink implements Sink {
   }
 }
 
-/** The `fieldSelector` of each events list and watch undici sends, until disposed. */
-function recordEventRequests():
+/** The `fieldSelector` of each events list and watch the server receives, until disposed. */
+function recordEventRequests(server: FakeApiServer):
   & { requests: { watch: boolean; fieldSelector: string | null }[] }
   & Disposable {
   const requests: { watch: boolean; fieldSelector: string | null }[] = [];
-  const listener = (message: unknown) => {
-    const { request } = message as { request: { method: string; path: string } };
-    const url = new URL(request.path, "http://x");
-    if (request.method !== "GET" || !url.pathname.endsWith("/events")) return;
+  const subscription = server.onRequest((r) => {
+    const url = new URL(r.path, "http://x");
+    if (r.method !== "GET" || !url.pathname.endsWith("/events")) return;
     requests.push({
       watch: url.searchParams.has("watch"),
       fieldSelector: url.searchParams.get("fieldSelector"),
     });
-  };
-  diagnosticsChannel.subscribe("undici:client:sendHeaders", listener);
-  return {
-    requests,
-    [Symbol.dispose]: () => diagnosticsChannel.unsubscribe("undici:client:sendHeaders", listener),
-  };
+  });
+  return { requests, [Symbol.dispose]: () => subscription[Symbol.dispose]() };
 }
 
 /** A running term: what it delivered and what it left out; dispose stops it. */
@@ -716,7 +710,7 @@ function watching(server: FakeApiServer): boolean {
 
 Deno.test("filtered_event_types is applied by the API server on every list and watch", async () => {
   await using server = await startFakeApiServer();
-  using log = recordEventRequests();
+  using log = recordEventRequests(server);
   const kinds = [
     { type: "Normal" },
     { type: "Warning", reason: "BackOff" },
@@ -756,7 +750,7 @@ Deno.test("filtered_event_types is applied by the API server on every list and w
 
 Deno.test("include/exclude: single values go to the server, several stay in the pump; the checkpoint moves past filtered events", async () => {
   await using server = await startFakeApiServer();
-  using log = recordEventRequests();
+  using log = recordEventRequests(server);
   const env = {
     KEVENTS_INCLUDE_TYPES: "Normal", // server: type=Normal
     KEVENTS_EXCLUDE_NAMESPACES: "kube-system", // server: metadata.namespace!=kube-system

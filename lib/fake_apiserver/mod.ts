@@ -26,6 +26,7 @@
  */
 
 export {
+  type ArrivedRequest,
   type FailureRule,
   FakeApiServer,
   type FakeApiServerOptions,

@@ -121,6 +121,15 @@ export interface FailureRule extends RequestRule {
   retryAfterSeconds?: number;
 }
 
+/** A request as it arrives ({@linkcode FakeApiServer.onRequest}). */
+export interface ArrivedRequest {
+  method: string;
+  /** Path and query. */
+  path: string;
+  /** The authenticated user (system:unauthenticated without credentials). */
+  identity: string;
+}
+
 /** Options for {@linkcode FakeApiServer.holdRequests}. */
 export interface HoldOptions {
   /**
@@ -298,6 +307,7 @@ export class FakeApiServer {
   #failures: PendingFailure[] = [];
   #watchFaults: PendingWatchFault[] = [];
   #holds = new Set<ActiveHold>();
+  #arrivals = new Set<(request: ArrivedRequest) => void>();
   #watchPieceBytes = 0;
   #latencyMs = 0;
   #stallAll = false;
@@ -686,6 +696,16 @@ export class FakeApiServer {
 
   // ---- request handling ----
 
+  /**
+   * Calls `listener` synchronously as each request arrives, before it is
+   * authorized, delayed, held or carried out (the moment a client's request
+   * is "on the wire"), until disposed.
+   */
+  onRequest(listener: (request: ArrivedRequest) => void): Disposable {
+    this.#arrivals.add(listener);
+    return { [Symbol.dispose]: () => this.#arrivals.delete(listener) };
+  }
+
   async #handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
     const info = parseRequestInfo(req.method, url);
@@ -694,6 +714,9 @@ export class FakeApiServer {
     try {
       const user = this.#auth.authenticate(req.headers.get("authorization"));
       identity = user.name;
+      for (const listener of [...this.#arrivals]) {
+        listener({ method: req.method, path: url.pathname + url.search, identity });
+      }
       await this.#gate(identity, req.signal);
       if (this.#latencyMs > 0) await delay(this.#latencyMs, req.signal);
       this.#injectFailure(identity, info);
