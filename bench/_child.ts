@@ -208,8 +208,14 @@ export function benchFile(name: string): string {
   return new URL(name, import.meta.url).pathname;
 }
 
-/** `deno run` arguments for one of the benchmark's own scripts, with V8 flags if any. */
-export function denoRunArgs(script: string, args: string[] = [], v8Flags?: string): string[] {
-  const flags = v8Flags === undefined || v8Flags === "" ? [] : [`--v8-flags=${v8Flags}`];
-  return ["run", "--frozen", "--allow-all", ...flags, benchFile(script), ...args];
+/**
+ * `deno run` arguments for one of the benchmark's own scripts, with more
+ * Deno options if any (kevents' shipped flags, bench/_shipped.ts).
+ */
+export function denoRunArgs(
+  script: string,
+  args: string[] = [],
+  denoFlags: readonly string[] = [],
+): string[] {
+  return ["run", "--frozen", "--allow-all", ...denoFlags, benchFile(script), ...args];
 }

@@ -56,13 +56,19 @@ interface DoneLine {
 export async function measureContestant(
   kind: string,
   options: ContestantOptions,
-  o: { name?: string; timeoutMs: number; progress: ProgressLine; v8Flags?: string },
+  o: {
+    name?: string;
+    timeoutMs: number;
+    progress: ProgressLine;
+    /** Deno options of the reader's process (kevents' flags for the pump; default none). */
+    denoFlags?: readonly string[];
+  },
 ): Promise<Measurement> {
   const name = o.name ?? kind;
   const goal = options.caughtUpRv === undefined ? fmt(options.events) : "caught up";
   await using child = new Child(
     Deno.execPath(),
-    denoRunArgs("contestant.ts", [kind, JSON.stringify(options)], o.v8Flags),
+    denoRunArgs("contestant.ts", [kind, JSON.stringify(options)], o.denoFlags),
     {
       name,
       onProgress: (n) => o.progress.update(`  ${name}: ${fmt(n)} events (goal ${goal})`),

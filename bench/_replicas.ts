@@ -28,8 +28,14 @@ export interface ReplicaOptions {
   kubeconfig: string;
   /** Lease duration in ms (KEVENTS_LEASE_DURATION_MS; default: the 60 s of leader_lease_duration). */
   leaseDurationMs?: number;
-  /** Followers watch the lock (KEVENTS_FOLLOWER_WATCH=true) or poll it (false). */
-  followerWatch: boolean;
+  /** Followers watch the lock (KEVENTS_FOLLOWER_WATCH=true) or poll it (false); default kevents' own. */
+  followerWatch?: boolean;
+  /** KEVENTS_SINKS (default "null"). */
+  sinks?: string;
+  /** Deno options before main.ts, e.g. kevents' shipped flags (bench/_shipped.ts; default none). */
+  denoFlags?: readonly string[];
+  /** Takes what the replica writes to stdout (default: discarded). */
+  onStdout?: (chunk: Uint8Array) => void;
   /** More environment variables. */
   env?: Record<string, string>;
 }
@@ -39,7 +45,11 @@ interface Waiter {
   resolve: (line: LogLine) => void;
 }
 
-/** A `kevents run` subprocess with the null sink, its log lines kept in memory. */
+/**
+ * A `kevents run` subprocess (`deno run main.ts run`: its pid is the Deno
+ * process itself), the null sink unless told otherwise, its log lines kept
+ * in memory.
+ */
 export class Replica {
   /** POD_NAME given at start. */
   readonly name: string;
@@ -55,13 +65,15 @@ export class Replica {
     this.name = options.name;
     const env: Record<string, string> = {
       KUBERNETES: "1",
-      KEVENTS_SINKS: "null",
+      KEVENTS_SINKS: options.sinks ?? "null",
       KEVENTS_HEALTH_PORT: "0",
-      KEVENTS_FOLLOWER_WATCH: String(options.followerWatch),
       POD_NAME: options.name,
       DD_LOG_LEVEL: "info",
       ...options.env,
     };
+    if (options.followerWatch !== undefined) {
+      env.KEVENTS_FOLLOWER_WATCH = String(options.followerWatch);
+    }
     if (options.leaseDurationMs !== undefined) {
       env.KEVENTS_LEASE_DURATION_MS = String(options.leaseDurationMs);
     }
@@ -70,12 +82,13 @@ export class Replica {
       const value = Deno.env.get(key);
       if (value !== undefined) env[key] = value;
     }
-    this.#child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "--allow-net",
         "--allow-read",
         "--allow-env",
+        ...options.denoFlags ?? [],
         MAIN,
         "run",
         "--kubeconfig",
@@ -84,12 +97,18 @@ export class Replica {
       env,
       clearEnv: true,
       stdin: "null",
-      stdout: "null",
+      stdout: options.onStdout === undefined ? "null" : "piped",
       stderr: "piped",
     }).spawn();
-    this.done = this.#read(this.#child.stderr).then(() => this.#child.status).finally(() => {
-      this.#exited = true;
-    });
+    this.#child = child;
+    const onStdout = options.onStdout;
+    const stdout = onStdout === undefined ? Promise.resolve() : (async () => {
+      for await (const chunk of child.stdout) onStdout(chunk);
+    })();
+    this.done = Promise.all([this.#read(child.stderr), stdout]).then(() => child.status)
+      .finally(() => {
+        this.#exited = true;
+      });
   }
 
   /** The process id (for RSS). */

@@ -17,6 +17,7 @@ import { describeMachine, fmt, machine, printResult, ProgressLine, table } from 
 import { startBenchServer } from "./_server.ts";
 import { chartFile, lineChart, writeChart } from "./_svg.ts";
 import type { BenchRunOptions } from "./throughput.ts";
+import { describeKeventsFlags, keventsFlags } from "./_shipped.ts";
 
 /** The issue's memory target for the catch-up. */
 export const CATCHUP_TARGETS = { peakVsIdle: 1.3 } as const;
@@ -27,11 +28,10 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const historyLimit = options.smoke ? 500 : 10_000;
   const m = machine();
   const progress = new ProgressLine();
+  const kevents = keventsFlags(options.keventsV8Flags);
   console.log(`## Catch-up after 410: ${fmt(events)} events${options.smoke ? " (smoke)" : ""}`);
   console.log(describeMachine(m));
-  if (options.keventsV8Flags !== undefined) {
-    console.log(`kevents' V8 flags: ${options.keventsV8Flags}`);
-  }
+  console.log(describeKeventsFlags(kevents));
   progress.done(
     `catchup: starting the fake API server with ${fmt(events)} events, ${
       fmt(historyLimit)
@@ -52,7 +52,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
     name: "kevents pump (catch-up)",
     timeoutMs: options.smoke ? 60_000 : 900_000,
     progress,
-    v8Flags: options.keventsV8Flags,
+    denoFlags: kevents.runFlags,
   });
   const f = pump.figures;
   const peakVsIdle = pump.peakRss / pump.idleRss;
@@ -92,7 +92,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const result = {
     smoke: options.smoke,
     machine: m,
-    keventsV8Flags: options.keventsV8Flags,
+    keventsFlags: kevents,
     events,
     historyLimit,
     token: startRv,
@@ -116,12 +116,14 @@ export async function run(options: BenchRunOptions): Promise<void> {
     const idle = mib(pump.idleRss);
     const path = await writeChart(
       options.chartsDir,
-      chartFile("bench_catchup_rss", options.keventsV8Flags),
+      chartFile("bench_catchup_rss", kevents.override),
       lineChart({
         title: `Catch-up after 410: RSS while relisting ${fmt(events)} events`,
         subtitle: `${fmt(Number(f.pages))} pages of 500, then the watch; caught up in ${
           fmt(pump.seconds, 1)
-        } s; ${m.cores} cores, ${m.memoryGiB} GiB, ${m.date.slice(0, 10)}`,
+        } s; ${
+          kevents.runFlags.join(" ") || "no Deno flags"
+        }; ${m.cores} cores, ${m.memoryGiB} GiB, ${m.date.slice(0, 10)}`,
         xUnit: "seconds since the term started",
         yUnit: "RSS (MiB)",
         points: pump.timeline.map((s) => ({ x: s.atMs / 1000, y: mib(s.rss) })),

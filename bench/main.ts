@@ -12,6 +12,7 @@
 import { run as runApiLoad } from "./api_load.ts";
 import { run as runCatchup } from "./catchup.ts";
 import { run as runFailover } from "./failover.ts";
+import { run as runMemory } from "./memory.ts";
 import { run as runSoak } from "./soak.ts";
 import { run as runThroughput } from "./throughput.ts";
 
@@ -28,11 +29,12 @@ const BENCHMARKS: Record<string, (options: RunOptions) => Promise<void>> = {
   catchup: runCatchup,
   failover: (o) => runFailover({ smoke: o.smoke }),
   apiload: (o) => runApiLoad({ smoke: o.smoke }),
+  memory: runMemory,
   soak: runSoak,
 };
 
 /** What runs when no name is given: all but the 10-minute soak. */
-const DEFAULT = ["throughput", "catchup", "failover", "apiload"];
+const DEFAULT = ["throughput", "catchup", "failover", "apiload", "memory"];
 
 const DOCS = new URL("../docs", import.meta.url).pathname;
 
@@ -45,16 +47,20 @@ Benchmarks (default: all but soak):
   catchup      a 410 with 200,000 events to relist in pages of 500, then the watch
   failover     takeover after SIGTERM and SIGKILL, polling vs watching followers
   apiload      API requests per minute per replica, 3 and 10 replicas, idle and under load
+  memory       RSS of an idle follower and a leader at 5 events/s (two kevents run replicas)
+               after 60 s, against the targets and an empty Deno script (3 rounds, 4 minutes)
   soak         10 minutes at 2,000 events/s into the stdout sink, RSS every 10 s
                (not run by default: name it)
 
 Options:
-  --smoke        a tiny run of each (a few seconds; the soak 20 s), as CI does
+  --smoke        a tiny run of each (a few seconds; the memory 8 s, the soak 20 s), as CI does
   --charts DIR   write the SVG charts into DIR (default: docs/ on a full run, none with --smoke)
   --no-charts    write no charts
   --kevents-v8-flags FLAGS
                  run kevents' own processes (the pump in throughput and catchup, kevents run in
-                 soak) with these V8 flags, e.g. --optimize-for-size (default: none)
+                 memory and soak) with these V8 flags instead of the shipped ones, e.g.
+                 --max-semi-space-size=4, or none for V8's defaults (default: the shipped flags,
+                 those of deno.json's compile task; --no-code-cache stays either way)
   --help         this text
 `;
 

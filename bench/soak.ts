@@ -27,6 +27,7 @@ import {
 import { startBenchServer } from "./_server.ts";
 import { chartFile, lineChart, writeChart } from "./_svg.ts";
 import type { BenchRunOptions } from "./throughput.ts";
+import { describeKeventsFlags, type KeventsFlags, keventsFlags } from "./_shipped.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -101,15 +102,14 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const rate = 2_000;
   const m = machine();
   const progress = new ProgressLine();
+  const flags = keventsFlags(options.keventsV8Flags);
   console.log(
     `## Soak: ${durationS} s at ${fmt(rate)} events/s into the stdout sink${
       options.smoke ? " (smoke)" : ""
     }`,
   );
   console.log(describeMachine(m));
-  if (options.keventsV8Flags !== undefined) {
-    console.log(`kevents' V8 flags: ${options.keventsV8Flags}`);
-  }
+  console.log(describeKeventsFlags(flags));
   progress.done(`soak: starting the fake API server generating ${fmt(rate)} events/s`);
   await using server = await startBenchServer({ rate });
   let delivered = 0;
@@ -123,7 +123,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
     "--allow-read",
     "--allow-write",
     "--allow-env",
-    ...(options.keventsV8Flags === undefined ? [] : [`--v8-flags=${options.keventsV8Flags}`]),
+    ...flags.runFlags,
     MAIN,
     "run",
     "--kubeconfig",
@@ -206,7 +206,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const result: SoakResult = {
     smoke: options.smoke,
     machine: m,
-    keventsV8Flags: options.keventsV8Flags,
+    keventsFlags: flags,
     durationSeconds: durationS,
     sampleSeconds: sampleS,
     warmupSeconds: warmupS,
@@ -231,7 +231,8 @@ export async function run(options: BenchRunOptions): Promise<void> {
 export interface SoakResult {
   smoke: boolean;
   machine: Machine;
-  keventsV8Flags: string | undefined;
+  /** The Deno flags kevents ran with. */
+  keventsFlags: KeventsFlags;
   durationSeconds: number;
   sampleSeconds: number;
   warmupSeconds: number;
@@ -248,17 +249,17 @@ export interface SoakResult {
 
 /**
  * Writes the RSS timeline with the +/-10% band into `dir`: bench_soak_rss.svg,
- * or bench_soak_rss_<flags>.svg for a run with V8 flags. Returns its path.
+ * or bench_soak_rss_<flags>.svg for a run with `--kevents-v8-flags`. Returns its path.
  */
 export async function writeSoakChart(result: SoakResult, dir: string): Promise<string> {
   const m = result.machine;
   const s = result.steady;
   const mean = mib(s.mean);
   const d = result.durationSeconds;
-  const flags = result.keventsV8Flags;
+  const flags = result.keventsFlags;
   return await writeChart(
     dir,
-    chartFile("bench_soak_rss", flags),
+    chartFile("bench_soak_rss", flags.override),
     lineChart({
       title: `Soak: kevents run RSS at ${fmt(result.rate)} events/s into the stdout sink`,
       subtitle: `${
@@ -266,7 +267,7 @@ export async function writeSoakChart(result: SoakResult, dir: string): Promise<s
       }, a sample every ${result.sampleSeconds} s; ${
         fmt(s.deliveredPerSecond)
       } events/s delivered; ${
-        flags === undefined ? "default V8 flags" : `V8 flags ${flags}`
+        flags.runFlags.length === 0 ? "no Deno flags" : flags.runFlags.join(" ")
       }; ${m.cores} cores, ${m.memoryGiB} GiB; ${m.date.slice(0, 10)}`,
       xUnit: "minutes since the pump started",
       yUnit: "RSS (MiB)",

@@ -28,6 +28,7 @@ import {
 } from "./_report.ts";
 import { startBenchServer } from "./_server.ts";
 import { barChart, chartFile, writeChart } from "./_svg.ts";
+import { describeKeventsFlags, type KeventsFlags, keventsFlags } from "./_shipped.ts";
 
 /** Options of a benchmark run. */
 export interface BenchRunOptions {
@@ -35,7 +36,10 @@ export interface BenchRunOptions {
   smoke: boolean;
   /** Write the charts into this folder (default: none). */
   chartsDir?: string;
-  /** V8 flags for kevents' processes only (the pump, `kevents run`), to try a fix (default none). */
+  /**
+   * V8 flags for kevents' processes only (the pump, `kevents run`), to try a
+   * fix; `none` for V8's defaults (default: the shipped flags, bench/_shipped.ts).
+   */
   keventsV8Flags?: string;
 }
 
@@ -117,11 +121,10 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const timeoutMs = options.smoke ? 60_000 : 900_000;
   const m = machine();
   const progress = new ProgressLine();
+  const kevents = keventsFlags(options.keventsV8Flags);
   console.log(`## Throughput: ${fmt(events)} events${options.smoke ? " (smoke)" : ""}`);
   console.log(describeMachine(m));
-  if (options.keventsV8Flags !== undefined) {
-    console.log(`kevents' V8 flags: ${options.keventsV8Flags}`);
-  }
+  console.log(`${describeKeventsFlags(kevents)}; the other readers run with none`);
   const results: (Measurement & { round?: number })[] = [];
 
   progress.done("throughput: the Deno runtime alone (baseline RSS)");
@@ -174,7 +177,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
         name,
         timeoutMs,
         progress,
-        v8Flags: kind === "pump" ? options.keventsV8Flags : undefined,
+        denoFlags: kind === "pump" ? kevents.runFlags : undefined,
       });
       results.push({ ...run, round });
     }
@@ -277,7 +280,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
   const result: ThroughputResult = {
     smoke: options.smoke,
     machine: m,
-    keventsV8Flags: options.keventsV8Flags,
+    keventsFlags: kevents,
     events,
     baselineRss: baseline.idleRss,
     baselineMemory: baseline.readyMemory,
@@ -299,7 +302,8 @@ export async function run(options: BenchRunOptions): Promise<void> {
 export interface ThroughputResult {
   smoke: boolean;
   machine: Machine;
-  keventsV8Flags: string | undefined;
+  /** The Deno flags the pump ran with. */
+  keventsFlags: KeventsFlags;
   events: number;
   baselineRss: number;
   baselineMemory: Record<string, number> | undefined;
@@ -313,8 +317,8 @@ export interface ThroughputResult {
 
 /**
  * Writes bench_throughput.svg (median events/s, with the range) and
- * bench_memory.svg (idle and peak RSS) into `dir` (with the V8 flags in
- * their names for a run with flags); returns their paths.
+ * bench_throughput_rss.svg (idle and peak RSS) into `dir` (with the V8
+ * flags in their names for a run with `--kevents-v8-flags`); returns their paths.
  */
 export async function writeThroughputCharts(
   result: ThroughputResult,
@@ -322,15 +326,16 @@ export async function writeThroughputCharts(
 ): Promise<string[]> {
   const m = result.machine;
   const rows = result.contestants;
+  const flags = result.keventsFlags;
   const subtitle = `${
     fmt(result.events)
-  } events, each reader in its own process; median of ${result.rounds} rounds (kubectl: 1); ${m.cores} cores, ${m.memoryGiB} GiB; ${
-    m.date.slice(0, 10)
-  }`;
+  } events, each reader in its own process; median of ${result.rounds} rounds (kubectl: 1); pump: ${
+    flags.runFlags.join(" ") || "no Deno flags"
+  }; ${m.cores} cores, ${m.memoryGiB} GiB; ${m.date.slice(0, 10)}`;
   return [
     await writeChart(
       dir,
-      chartFile("bench_throughput", result.keventsV8Flags),
+      chartFile("bench_throughput", flags.override),
       barChart({
         title: "Watch throughput (events/s, higher is better)",
         subtitle,
@@ -347,7 +352,7 @@ export async function writeThroughputCharts(
     ),
     await writeChart(
       dir,
-      chartFile("bench_memory", result.keventsV8Flags),
+      chartFile("bench_throughput_rss", flags.override),
       barChart({
         title: "Memory: idle and peak RSS while streaming (MiB, lower is better)",
         subtitle,

@@ -106,8 +106,9 @@ Deno.test("benchmark smoke runs print the figures of every benchmark", async (t)
             `ratio ${key}: ${ratios[key]}`,
           );
         }
+        assert.equal((r.keventsFlags as { source: string }).source, "shipped");
         await assertChart(dir, "bench_throughput.svg");
-        await assertChart(dir, "bench_memory.svg");
+        await assertChart(dir, "bench_throughput_rss.svg");
       },
     );
 
@@ -135,6 +136,27 @@ Deno.test("benchmark smoke runs print the figures of every benchmark", async (t)
       const runs = r.runs as { phases: unknown[] }[];
       assert.ok(runs.length > 0 && runs.every((run) => run.phases.length > 0));
     });
+
+    await t.step(
+      "memory: an idle follower, a leader and the empty Deno floor are read from /proc",
+      async () => {
+        const r = resultOf("memory", await smoke("memory", dir));
+        const flags = r.keventsFlags as { source: string; runFlags: string[] };
+        assert.equal(flags.source, "shipped");
+        assert.ok(flags.runFlags.includes("--no-code-cache"), flags.runFlags.join(" "));
+        const rounds = r.rounds as Record<string, { rss: number; hwm: number } | number>[];
+        assert.equal(rounds.length, 1);
+        for (const role of ["follower", "leader", "floor"]) {
+          const m = r[role] as { rss: number; hwm: number };
+          assert.ok(m.rss > 0 && m.hwm >= m.rss, `${role}: ${JSON.stringify(m)}`);
+        }
+        assert.ok(Number(rounds[0]!.deliveredPerSecond) > 0, "the leader delivered nothing");
+        const met = r.met as Record<string, unknown>;
+        assert.equal(typeof met.follower, "boolean");
+        assert.equal(typeof met.leader, "boolean");
+        await assertChart(dir, "bench_memory.svg");
+      },
+    );
 
     await t.step("soak: kevents run delivers to stdout while its RSS is sampled", async () => {
       const r = resultOf("soak", await soakRun);
