@@ -18,7 +18,6 @@ import {
   VERSION,
 } from "./lib/cli.ts";
 import { runCollector } from "./lib/collector.ts";
-import { runDemo } from "./lib/demo.ts";
 import {
   agent5FileCandidates,
   type Config,
@@ -26,7 +25,6 @@ import {
   configFileCandidates,
   parseConfig,
 } from "./lib/config.ts";
-import { EventGenerator, startFakeApiServer } from "./lib/fake_apiserver/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
 import {
   KubeConfigError,
@@ -55,6 +53,8 @@ function shutdownSignal(): { promise: Promise<string>; dispose: () => void } {
 }
 
 async function runFakeApiServer(cmd: FakeApiServerCommand): Promise<number> {
+  // Loaded only for this command: `kevents run` keeps none of it in memory.
+  const { EventGenerator, startFakeApiServer } = await import("./lib/fake_apiserver/mod.ts");
   const server = await startFakeApiServer({
     port: cmd.port,
     tls: !cmd.plainHttp,
@@ -404,6 +404,8 @@ async function main(args: string[]): Promise<number> {
       // Warnings of the crashed replica would bury the timeline: only errors are logged.
       await setupLogging({ level: "error", json: false });
       try {
+        // Loaded only for this command, as the fake API server it embeds.
+        const { runDemo } = await import("./lib/demo.ts");
         const result = await runDemo({ eventsPerSecond: cmd.eventsPerSecond, seed: cmd.seed });
         return result.gaps === 0 ? 0 : 1;
       } finally {
