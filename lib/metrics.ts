@@ -1,5 +1,6 @@
 /**
- * kevents' Prometheus metrics, on `prom-client`'s registry and text format.
+ * kevents' Prometheus metrics, on the registry and text format of
+ * `prometheus.ts`.
  *
  * Every part that does something worth counting takes an optional
  * {@linkcode Metrics} in its options and calls one of its methods; the
@@ -7,9 +8,9 @@
  * up the series count. Label values are bounded: event types collapse to
  * Normal, Warning or other, API verbs and codes come from a fixed set.
  *
- * prom-client's default process metrics are not used: under Deno its event
- * loop monitor reports NaN and 2^63 ns, and its heap gauge reports the
- * reserved address space. The process gauges here read `Deno.memoryUsage()`.
+ * The process gauges read `Deno.memoryUsage()`; prom-client's default process
+ * metrics, which this replaced, reported NaN and 2^63 ns for the event loop
+ * under Deno, and the reserved address space for the heap.
  *
  * Nothing secret goes into a label: no URL query, header or token, only
  * names kevents chose (sink names, verbs, reasons).
@@ -17,7 +18,7 @@
  * @module
  */
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 
 /** Why a watch was restarted. */
 export type WatchRestartReason = "expired" | "stale" | "error" | "timeout" | "stalled";

@@ -12,7 +12,6 @@ import {
   ConflictError,
   ForbiddenError,
   GoneError,
-  KubeApiError,
   KubeNetworkError,
   KubeTimeoutError,
   NotFoundError,

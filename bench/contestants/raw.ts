@@ -2,12 +2,14 @@
  * The raw readers, the ceiling of the throughput benchmark: they open the
  * same watch as the others and only count bytes and newlines (one watch
  * event per line), parsing nothing. One reads through undici's
- * `dispatcher.request()` on the shared HTTP/1.1 pool, the transport the
- * pump uses; the other through Deno's own `fetch` (HTTP/1.1 too).
+ * `dispatcher.request()` on an HTTP/1.1 pool (the transport kevents uses
+ * only for insecure-skip-tls-verify or tls-server-name); the other through
+ * Deno's own `fetch` (HTTP/1.1 too), the transport the pump uses.
  *
  * @module
  */
 
+import { Agent } from "undici";
 import { PooledKubeConfig } from "../../lib/kube_config.ts";
 import type { Contestant, ContestantOptions, Figures, Progress } from "./types.ts";
 
@@ -37,9 +39,12 @@ function counter(o: ContestantOptions, progress: Progress) {
 export async function prepareRawUndici(o: ContestantOptions): Promise<Contestant> {
   const kc = new PooledKubeConfig();
   kc.loadFromFile(o.kubeconfig);
-  const origin = kc.getCurrentCluster()!.server;
+  const cluster = kc.getCurrentCluster()!;
+  const origin = cluster.server;
   const headers = await kc.authHeaders();
-  const first = await kc.dispatcher.request({
+  const ca = cluster.caData === undefined ? undefined : atob(cluster.caData);
+  const dispatcher = new Agent({ allowH2: false, connect: ca === undefined ? {} : { ca } });
+  const first = await dispatcher.request({
     origin,
     path: "/api/v1/events?limit=1",
     method: "GET",
@@ -49,7 +54,7 @@ export async function prepareRawUndici(o: ContestantOptions): Promise<Contestant
   return {
     async run(progress: Progress): Promise<Figures> {
       const count = counter(o, progress);
-      const res = await kc.dispatcher.request({
+      const res = await dispatcher.request({
         origin,
         path: watchPath(o),
         method: "GET",
@@ -61,7 +66,10 @@ export async function prepareRawUndici(o: ContestantOptions): Promise<Contestant
       }
       return count.figures();
     },
-    close: () => kc.close(),
+    close: async () => {
+      await dispatcher.destroy();
+      await kc.close();
+    },
   };
 }
 
