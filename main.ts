@@ -16,7 +16,7 @@ import {
   USAGE,
   UsageError,
   VERSION,
-} from "./lib/cli.ts";
+} from "./lib/cli/mod.ts";
 import { runCollector } from "./lib/collector.ts";
 import {
   agent5FileCandidates,
@@ -24,7 +24,7 @@ import {
   ConfigError,
   configFileCandidates,
   parseConfig,
-} from "./lib/config.ts";
+} from "./lib/config/mod.ts";
 import { KubeClient } from "./lib/kube_client.ts";
 import {
   KubeConfigError,

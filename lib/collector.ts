@@ -26,7 +26,7 @@ import { AnnotationLock } from "./annotation_lock.ts";
 import { Backoff } from "./backoff.ts";
 import { Checkpointer, type Token } from "./checkpointer.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/mod.ts";
 import { runControlPlaneCheck, serviceCheckSinks } from "./control_plane_check.ts";
 import {
   runElector,

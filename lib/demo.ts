@@ -14,7 +14,7 @@
 import { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "./audit.ts";
 import type { Token } from "./checkpointer.ts";
 import { runCollector } from "./collector.ts";
-import { parseConfig } from "./config.ts";
+import { parseConfig } from "./config/mod.ts";
 import type { Term } from "./elector.ts";
 import { EventGenerator, type FakeApiServer, startFakeApiServer } from "./fake_apiserver/mod.ts";
 import { KubeClient } from "./kube_client.ts";

@@ -259,9 +259,15 @@ export class Metrics {
   delivered(sink: string, events: readonly { type?: string; time?: string }[], now: number): void {
     const byType = { Normal: 0, Warning: 0, other: 0 };
     const latency = this.#latency.labels({ sink });
+    // Events of a burst share their time: each is parsed once per run of them.
+    let time: string | undefined;
+    let at = NaN;
     for (const e of events) {
       byType[eventTypeLabel(e.type)]++;
-      const at = e.time === undefined ? NaN : Date.parse(e.time);
+      if (e.time !== time) {
+        time = e.time;
+        at = time === undefined ? NaN : Date.parse(time);
+      }
       if (!Number.isNaN(at)) latency.observe(Math.max(0, now - at) / 1000);
     }
     for (const [type, n] of Object.entries(byType)) {

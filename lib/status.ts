@@ -28,7 +28,7 @@
 import type { CoreV1Event, V1ConfigMap } from "@kubernetes/client-node";
 import { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
 import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP, tokenFromData } from "./checkpointer.ts";
-import type { Config, LockResource } from "./config.ts";
+import type { Config, LockResource } from "./config/mod.ts";
 import { GoneError, NotFoundError, WatchStalledError } from "./errors.ts";
 import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
 import { CONFIGMAPS, EVENTS, type KubeClient } from "./kube_client.ts";

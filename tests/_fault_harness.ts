@@ -60,7 +60,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { TERM_ANNOTATION, TOKEN_KEY } from "../lib/checkpointer.ts";
 import { type Clock, delay } from "../lib/clock.ts";
 import { runCollector } from "../lib/collector.ts";
-import { type Config, parseConfig } from "../lib/config.ts";
+import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
   type Change,
   EventGenerator,

@@ -28,7 +28,7 @@ import {
   tokenFromData,
 } from "../lib/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
-import { type AnyKeySpec, CONFIG_KEYS, ConfigError, parseConfig } from "../lib/config.ts";
+import { type AnyKeySpec, CONFIG_KEYS, ConfigError, parseConfig } from "../lib/config/mod.ts";
 import {
   type FakeApiServer,
   formatTime,

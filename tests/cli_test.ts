@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Command, parseCommandLine, UsageError } from "../lib/cli.ts";
+import { type Command, parseCommandLine, UsageError } from "../lib/cli/mod.ts";
 import { PooledKubeConfig } from "../lib/kube_config.ts";
 import { EVENTS, KubeClient } from "../lib/kube_client.ts";
 

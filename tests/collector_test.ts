@@ -18,7 +18,7 @@ import {
   tokenFromData,
 } from "../lib/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
-import { type Config, parseConfig } from "../lib/config.ts";
+import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
   EventGenerator,
   type FakeApiServer,

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import type { V1ComponentStatus } from "@kubernetes/client-node";
 import type { LogRecord } from "@logtape/logtape";
 import { runCollector, runTerm } from "../lib/collector.ts";
-import { type Config, parseConfig } from "../lib/config.ts";
+import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
   CHECK_STATUS,
   componentStatusChecks,

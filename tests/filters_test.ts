@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { TOKEN_KEY } from "../lib/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
-import { type Config, ConfigError, type ConfigInput, parseConfig } from "../lib/config.ts";
+import { type Config, ConfigError, type ConfigInput, parseConfig } from "../lib/config/mod.ts";
 import {
   checkFieldSelector,
   parseFieldSelector,

@@ -14,7 +14,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { parseAllDocuments } from "yaml";
 import { TOKEN_KEY } from "../lib/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
-import { CONFIG_KEYS, parseConfig } from "../lib/config.ts";
+import { CONFIG_KEYS, parseConfig } from "../lib/config/mod.ts";
 import {
   type FakeApiServer,
   type PolicyRule,

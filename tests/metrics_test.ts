@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { runTerm } from "../lib/collector.ts";
-import { type Config, parseConfig } from "../lib/config.ts";
+import { type Config, parseConfig } from "../lib/config/mod.ts";
 import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { startHealthServer } from "../lib/health_server.ts";
 import { KubeClient } from "../lib/kube_client.ts";

@@ -25,7 +25,7 @@ import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import YAML from "yaml";
 import { runCollector } from "../lib/collector.ts";
-import { parseConfig } from "../lib/config.ts";
+import { parseConfig } from "../lib/config/mod.ts";
 import {
   type FakeApiServer,
   type PolicyRule,

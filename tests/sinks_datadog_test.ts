@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { ConfigError, parseConfig } from "../lib/config.ts";
+import { ConfigError, parseConfig } from "../lib/config/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import { HttpSinkError } from "../lib/sinks/_http.ts";
 import {

@@ -11,7 +11,7 @@ import type { CoreV1Event } from "@kubernetes/client-node";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { TOKEN_KEY } from "../lib/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
-import { ConfigError, parseConfig } from "../lib/config.ts";
+import { ConfigError, parseConfig } from "../lib/config/mod.ts";
 import { EventGenerator, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import { KubeClient } from "../lib/kube_client.ts";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { V1ConfigMap, V1Lease } from "@kubernetes/client-node";
 import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP } from "../lib/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
-import { type Config, parseConfig } from "../lib/config.ts";
+import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
   type FakeApiServer,
   type PolicyRule,

@@ -8,7 +8,7 @@ import {
   configFileCandidates,
   type ConfigInput,
   parseConfig,
-} from "../lib/config.ts";
+} from "../../lib/config/mod.ts";
 
 // Pure: every input is a literal; nothing reads the process environment or a file.
 

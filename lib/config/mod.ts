@@ -1,0 +1,33 @@
+/**
+ * kevents' configuration: defaults, then `datadog.yaml`, then the
+ * environment (a later source wins), resolved once at start by a pure
+ * function. main.ts reads the environment, the file and the
+ * service-account namespace and hands them to {@linkcode parseConfig};
+ * nothing here touches `Deno.env` or the file system.
+ *
+ * Every setting is a row of {@linkcode CONFIG_KEYS}. The room, by concern:
+ *
+ * - `types.ts`: {@linkcode Config}, what the settings resolve to, and
+ *   {@linkcode ConfigInput}, what main.ts hands in.
+ * - `errors.ts`: {@linkcode ConfigError}, raised for a bad setting.
+ * - `settings.ts`: the settings table, one row a setting; `sinks.ts`: the
+ *   sinks' rows and the checks across them.
+ * - `files.ts`: where `datadog.yaml` is looked for and what it sets, with
+ *   line numbers; `agent5.ts`: the Agent 5's deprecated settings.
+ * - `parse.ts`: {@linkcode parseConfig}, which puts it all together.
+ * - Helpers of the room only (a leading underscore): `_values.ts` (the
+ *   value parsers), `_masks.ts` (secrets shown in messages), `_typos.ts`
+ *   (unknown keys of `datadog.yaml`), `_resolve.ts` (one setting from its
+ *   sources).
+ *
+ * Other modules import from this file only.
+ *
+ * @module
+ */
+
+export { AGENT5_FILE, agent5FileCandidates } from "./agent5.ts";
+export { ConfigError } from "./errors.ts";
+export { configFileCandidates } from "./files.ts";
+export { parseConfig } from "./parse.ts";
+export { type AnyKeySpec, CONFIG_KEYS } from "./settings.ts";
+export type { Config, ConfigInput, LockResource } from "./types.ts";

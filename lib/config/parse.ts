@@ -1,0 +1,248 @@
+/**
+ * {@linkcode parseConfig}: defaults, then `datadog.yaml`, then the
+ * environment, then the Agent 5 settings below them; then what follows from
+ * the values together (KUBERNETES, the election forced on, the timings, the
+ * lock kind's rules, the event filters, the sinks).
+ *
+ * @module
+ */
+
+import {
+  agentFilterTerm,
+  checkFilteredEventTypes,
+  type EventFilterSettings,
+  FilteredEventTypeError,
+  filtersAnything,
+} from "../filters.ts";
+import { completed, type Origin, resolveKey } from "./_resolve.ts";
+import { parseBool } from "./_values.ts";
+import { applyAgent5Settings } from "./agent5.ts";
+import { ConfigError } from "./errors.ts";
+import { type FileEntry, readFile } from "./files.ts";
+import {
+  CONFIG_KEYS,
+  type KeySpec,
+  MIN_LEASE_SECONDS_EXCLUSIVE,
+  type Settings,
+} from "./settings.ts";
+import { resolveSinkSettings } from "./sinks.ts";
+import type { Config, ConfigInput, Timings } from "./types.ts";
+
+/** Derives the leader-election timings from a lease duration in milliseconds (each rounded down to a whole ms). */
+export function deriveTimings(leaseDurationMs: number): Timings {
+  const renewDeadlineMs = Math.floor(leaseDurationMs / 2);
+  return {
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs: Math.floor(leaseDurationMs / 4),
+    requestTimeoutMs: Math.min(10_000, Math.floor(renewDeadlineMs / 3)),
+  };
+}
+
+/** Resolves defaults < datadog.yaml < environment, validates every value, derives timings. Throws ConfigError on the first bad value. */
+export function parseConfig(input: ConfigInput): Config {
+  const { entries: file, warnings: warningList } = input.file === undefined
+    ? { entries: new Map<string, FileEntry>(), warnings: [] }
+    : readFile(input.file);
+  const out: Partial<Settings> = {};
+  const origins = new Map<keyof Settings, Origin>();
+  for (const spec of CONFIG_KEYS) {
+    // The union row type is narrowed to one field per call.
+    resolveKey(spec as KeySpec<keyof Settings>, file, input, out, origins);
+  }
+  const settings = completed(out);
+  applyAgent5Settings(input, settings, origins, warningList);
+
+  // The Agent's DaemonSet manifest sets KUBERNETES, and its entrypoint only
+  // tests that the variable is non-empty: "false" turns things on too.
+  // KUBERNETES always turns on the control-plane check, as in the Agent; it
+  // turns on event collection only where collect_kubernetes_events is not
+  // set: a value the user wrote (file or environment) wins over it.
+  const kubernetes = input.env["KUBERNETES"];
+  const kubernetesSet = kubernetes !== undefined && kubernetes !== "";
+  let collectEvents = settings.collectEvents;
+  if (kubernetesSet) {
+    const origin = origins.get("collectEvents");
+    const explicit = origin?.explicit === true;
+    if (parseBool(kubernetes) === false) {
+      warningList.push(
+        `KUBERNETES is ${JSON.stringify(kubernetes)}: any non-empty value turns on the ` +
+          "control-plane check, and event collection unless collect_kubernetes_events is set, " +
+          "as in the Agent; unset it to turn them off",
+      );
+    }
+    if (explicit && !collectEvents) {
+      warningList.push(
+        `Events are not collected: collect_kubernetes_events is false (${origin.source}), ` +
+          "which wins over KUBERNETES; KUBERNETES turns on the control-plane check only",
+      );
+    }
+    if (!explicit) collectEvents = true;
+  }
+
+  // Collecting events without an election would let every replica deliver
+  // every event; the Agent turns the election on for the same reason.
+  let leaderElection = settings.leaderElection;
+  if ((collectEvents || kubernetesSet) && !leaderElection) {
+    const origin = origins.get("leaderElection");
+    if (origin?.explicit) {
+      warningList.push(
+        `Turned leader_election on: it is false (${origin.source}) but collecting events ` +
+          `requires it, so that one replica collects at a time`,
+      );
+    }
+    leaderElection = true;
+  }
+
+  let leaseDurationMs = settings.leaseDurationSeconds * 1000;
+  if (settings.expertLeaseDurationMs !== undefined) {
+    leaseDurationMs = settings.expertLeaseDurationMs;
+    const source = origins.get("expertLeaseDurationMs")?.source ?? "";
+    const minimumMs = MIN_LEASE_SECONDS_EXCLUSIVE * 1000;
+    const below = leaseDurationMs <= minimumMs
+      ? `: ${leaseDurationMs} ms is ${leaseDurationMs < minimumMs ? "below" : "not above"} ` +
+        `the ${MIN_LEASE_SECONDS_EXCLUSIVE} s the Agent requires; use it only for tests and demos`
+      : "";
+    warningList.push(
+      `Expert setting kevents_lease_duration_ms=${leaseDurationMs} (${source}) overrides ` +
+        `leader_lease_duration (${settings.leaseDurationSeconds} s) for leader-election ` +
+        `timing${below}`,
+    );
+  }
+  checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
+
+  const eventFilters = resolveEventFilters(settings, origins, warningList);
+  const sinkSettings = resolveSinkSettings(settings, origins, warningList);
+
+  return {
+    collectEvents,
+    leaderElection,
+    controlPlaneCheck: kubernetesSet,
+    controlPlaneCheckIntervalMs: settings.controlPlaneCheckIntervalMs,
+    leaseDurationSeconds: settings.leaseDurationSeconds,
+    leaseName: settings.leaseName,
+    leaderElectionResource: settings.leaderElectionResource,
+    resourcesNamespace: settings.resourcesNamespace,
+    tokenConfigMapName: settings.tokenConfigMapName,
+    timings: deriveTimings(leaseDurationMs),
+    checkpoint: {
+      intervalMs: settings.checkpointIntervalMs,
+      maxEvents: settings.checkpointMaxEvents,
+      idleIntervalMs: settings.checkpointIdleIntervalMs,
+    },
+    backfill: settings.backfill,
+    sinks: settings.sinks,
+    queueCapacity: settings.queueCapacity,
+    ...(eventFilters === undefined ? {} : { eventFilters }),
+    ...sinkSettings,
+    health: {
+      address: settings.healthAddress,
+      port: settings.healthPort,
+      watchStallLimitMs: settings.watchStallLimitSeconds * 1000,
+    },
+    followerWatch: settings.followerWatch,
+    shutdownBudgetMs: settings.shutdownBudgetSeconds * 1000,
+    watchFailureLimitMs: settings.watchFailureLimitSeconds * 1000,
+    warnings: warningList,
+  };
+}
+
+/**
+ * Gathers the filter settings; undefined when none is set. Checks every
+ * `filtered_event_types` entry as the API server would, so that a bad one
+ * stops the start naming the entry instead of failing every list later.
+ */
+function resolveEventFilters(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): EventFilterSettings | undefined {
+  const filters: EventFilterSettings = {
+    filteredEventTypes: settings.filteredEventTypes,
+    include: {
+      types: settings.includeTypes,
+      namespaces: settings.includeNamespaces,
+      reasons: settings.includeReasons,
+      kinds: settings.includeKinds,
+    },
+    exclude: {
+      types: settings.excludeTypes,
+      namespaces: settings.excludeNamespaces,
+      reasons: settings.excludeReasons,
+      kinds: settings.excludeKinds,
+    },
+  };
+  if (!filtersAnything(filters)) return undefined;
+  const source = origins.get("filteredEventTypes")?.source ?? "";
+  try {
+    checkFilteredEventTypes(filters.filteredEventTypes);
+  } catch (e) {
+    if (!(e instanceof FilteredEventTypeError)) throw e;
+    throw new ConfigError({
+      key: "filtered_event_types",
+      source,
+      value: e.entry,
+      rule: e.detail,
+      message: `Cannot parse filtered_event_types entry ${JSON.stringify(e.entry)} ` +
+        `(${source}): ${e.detail}`,
+      cause: e,
+    });
+  }
+  for (const entry of filters.filteredEventTypes) {
+    // A bare word is a reason, as in the Agent; one with an operator's "!"
+    // was probably meant as a selector.
+    if (!entry.includes("=") && entry.includes("!")) {
+      warnings.push(
+        `filtered_event_types entry ${JSON.stringify(entry)} (${source}) has no "=": it is ` +
+          `read as ${agentFilterTerm(entry)}, leaving out events with that reason; write ` +
+          `field!=value to filter on a field`,
+      );
+    }
+  }
+  return filters;
+}
+
+/**
+ * What a ConfigMap or Endpoints lock adds to the rules. Its record's times
+ * have whole seconds and other replicas see a renewal only because the
+ * record changed, so renewals (one per retry period) must be more than a
+ * second apart; only the expert lease setting can make them closer. And a
+ * ConfigMap lock must not be the checkpoint ConfigMap: each write to one
+ * would make the other's compare-and-swap fail.
+ */
+function checkAnnotationLock(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  timings: Timings,
+): void {
+  const resource = settings.leaderElectionResource;
+  if (resource === "lease") return;
+  const resourceSource = origins.get("leaderElectionResource")?.source ?? "default";
+  if (timings.retryPeriodMs <= 1000) {
+    const source = origins.get("expertLeaseDurationMs")?.source ?? "default";
+    const rule = `with leader_election_default_resource ${resource} (${resourceSource}) the ` +
+      `retry period (lease / 4, here ${timings.retryPeriodMs} ms) must be more than 1000 ms, ` +
+      "as the lock's record has whole-second times: use a lease of at least 4004 ms";
+    throw new ConfigError({
+      key: "kevents_lease_duration_ms",
+      source,
+      value: String(timings.leaseDurationMs),
+      rule,
+    });
+  }
+  if (resource === "configmap" && settings.leaseName === settings.tokenConfigMapName) {
+    const nameSource = origins.get("leaseName")?.source ?? "default";
+    const tokenSource = origins.get("tokenConfigMapName")?.source ?? "default";
+    throw new ConfigError({
+      key: "leader_lease_name",
+      source: nameSource,
+      value: settings.leaseName,
+      rule: "must differ from kubernetes_event_token_configmap when the lock is a ConfigMap",
+      message: `Cannot use the ConfigMap ${JSON.stringify(settings.leaseName)} both as the ` +
+        `leader-election lock (leader_lease_name, ${nameSource}; leader_election_default_resource ` +
+        `${resource}, ${resourceSource}) and as the event checkpoint ` +
+        `(kubernetes_event_token_configmap, ${tokenSource}): each write to one would make the ` +
+        "other's compare-and-swap fail; give them different names",
+    });
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * The settings table: every setting kevents reads is a row of
+ * {@linkcode CONFIG_KEYS}, giving its `datadog.yaml` key, its environment
+ * variable, its parser, its default and the rule a value must follow. A new
+ * setting is a new row plus a field in {@linkcode Settings}. The sinks'
+ * rows live in sinks.ts.
+ *
+ * The settings the Datadog Agent also has (`collect_kubernetes_events`,
+ * `leader_election`, `leader_lease_duration`, `kube_resources_namespace`,
+ * `leader_lease_name`) keep the Agent's names, defaults and rules. Settings
+ * of kevents' own start with `kevents_` / `KEVENTS_`, except
+ * `kubernetes_event_token_configmap` / `DD_KUBERNETES_EVENT_TOKEN_CONFIGMAP`,
+ * which names the token ConfigMap the Agent hard-codes as `datadogtoken`.
+ *
+ * @module
+ */
+
+import {
+  bindAddress,
+  BOOL_RULE,
+  dnsLabel,
+  dnsSubdomain,
+  FILTER_ENTRIES_RULE,
+  FILTER_RULE,
+  integerIn,
+  LABEL_RULE,
+  parseBool,
+  parseFilterEntries,
+  parseLockResource,
+  parseSinks,
+  SUBDOMAIN_RULE,
+  valueList,
+} from "./_values.ts";
+import { SINK_ROWS } from "./sinks.ts";
+import { type LockResource, SINK_NAMES, type SinkName, type SinkOnFailure } from "./types.ts";
+
+/** The value of every row of {@linkcode CONFIG_KEYS}, before anything is derived. */
+export interface Settings {
+  collectEvents: boolean;
+  leaderElection: boolean;
+  leaseDurationSeconds: number;
+  resourcesNamespace: string;
+  leaseName: string;
+  leaderElectionResource: LockResource;
+  tokenConfigMapName: string;
+  /** `kevents_lease_duration_ms`; undefined when not set. */
+  expertLeaseDurationMs: number | undefined;
+  checkpointIntervalMs: number;
+  checkpointMaxEvents: number;
+  checkpointIdleIntervalMs: number;
+  backfill: boolean;
+  sinks: SinkName[];
+  queueCapacity: number;
+  controlPlaneCheckIntervalMs: number;
+  filteredEventTypes: string[];
+  includeTypes: string[];
+  excludeTypes: string[];
+  includeNamespaces: string[];
+  excludeNamespaces: string[];
+  includeReasons: string[];
+  excludeReasons: string[];
+  includeKinds: string[];
+  excludeKinds: string[];
+  webhookUrl: string | undefined;
+  webhookFormat: "ndjson" | "json";
+  webhookHeaders: Record<string, string>;
+  webhookBearerToken: string | undefined;
+  webhookCaFile: string | undefined;
+  webhookCertFile: string | undefined;
+  webhookKeyFile: string | undefined;
+  webhookInsecureSkipVerify: boolean;
+  webhookOnFailure: SinkOnFailure;
+  webhookMaxAttempts: number;
+  ddApiKey: string | undefined;
+  ddSite: string;
+  ddUrl: string | undefined;
+  ddUnbundleEvents: boolean;
+  datadogOnFailure: SinkOnFailure;
+  datadogMaxAttempts: number;
+  healthAddress: string;
+  healthPort: number;
+  watchStallLimitSeconds: number;
+  followerWatch: boolean;
+  shutdownBudgetSeconds: number;
+  watchFailureLimitSeconds: number;
+}
+
+/** A value as a source gave it: text (environment, file scalar) or, from the file, a list of texts. */
+export type RawValue = string | readonly string[];
+
+/** What a default may depend on. */
+export interface DefaultContext {
+  /** Contents of the service-account namespace file, if any. */
+  serviceAccountNamespace?: string;
+}
+
+/** One setting: where it is read from, how it is parsed, its default and its rule. */
+export interface KeySpec<K extends keyof Settings> {
+  /** The field of {@linkcode Settings} it fills. */
+  field: K;
+  /** Key in `datadog.yaml` (matched case-insensitively, as the Agent does). */
+  fileKey: string;
+  /** Environment variable. */
+  envVar: string;
+  /** Parses a raw value; undefined when it breaks the rule. */
+  parse: (raw: RawValue) => Settings[K] | undefined;
+  /** Value when no source sets it. */
+  default: Settings[K];
+  /** A default taken from the surroundings, validated by `parse` (for example the pod's namespace). */
+  contextDefault?: (ctx: DefaultContext) => { raw: string; source: string } | undefined;
+  /** What a value must be, completing "Cannot parse KEY VALUE (SOURCE): ". */
+  rule: string;
+  /** One line for documentation. */
+  description: string;
+  /** For secrets: how a value is shown in messages instead of as given. */
+  mask?: (raw: RawValue | undefined) => string;
+  /** Takes a mapping in `datadog.yaml`, read as `NAME=VALUE` items (default false: a mapping is refused). */
+  fileMapping?: boolean;
+}
+
+/** A row of {@linkcode CONFIG_KEYS}, whatever its field. */
+export type AnyKeySpec = { [K in keyof Settings]: KeySpec<K> }[keyof Settings];
+
+/** The Settings fields of the include and exclude lists. */
+type FilterListField = `${"include" | "exclude"}${"Types" | "Namespaces" | "Reasons" | "Kinds"}`;
+
+/** The include and exclude rows of one event property. */
+function filterRows(
+  what: "types" | "namespaces" | "reasons" | "kinds",
+  meaning: string,
+  fields: readonly [FilterListField, FilterListField],
+): AnyKeySpec[] {
+  const namespaces = what === "namespaces";
+  const parse = valueList(namespaces ? (v) => dnsLabel(v) !== undefined : () => true);
+  const rule = namespaces
+    ? `${FILTER_RULE} namespace names, each a DNS-1123 label`
+    : `${FILTER_RULE} values`;
+  return (["include", "exclude"] as const).map((verb, i): AnyKeySpec => ({
+    // Every list field holds a string[]: one of them stands for all.
+    field: fields[i] as "includeTypes",
+    fileKey: `kevents_${verb}_${what}`,
+    envVar: `KEVENTS_${verb.toUpperCase()}_${what.toUpperCase()}`,
+    parse,
+    default: [],
+    rule,
+    description: verb === "include"
+      ? `Deliver only events whose ${meaning} is one of these (default: any)`
+      : `Leave out events whose ${meaning} is one of these (wins over the include list)`,
+  }));
+}
+
+/** The lease duration the Agent requires: strictly more than this many seconds. */
+export const MIN_LEASE_SECONDS_EXCLUSIVE = 30;
+/** Upper bound of `leader_lease_duration`, in seconds. */
+export const MAX_LEASE_SECONDS = 3600;
+
+/** Every setting kevents reads, in the order they are validated. */
+export const CONFIG_KEYS: readonly AnyKeySpec[] = [
+  {
+    field: "collectEvents",
+    fileKey: "collect_kubernetes_events",
+    envVar: "DD_COLLECT_KUBERNETES_EVENTS",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Collect Kubernetes events (also turned on by KUBERNETES)",
+  },
+  {
+    field: "leaderElection",
+    fileKey: "leader_election",
+    envVar: "DD_LEADER_ELECTION",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Take part in leader election (forced on while collecting events)",
+  },
+  {
+    field: "leaseDurationSeconds",
+    fileKey: "leader_lease_duration",
+    envVar: "DD_LEADER_LEASE_DURATION",
+    parse: integerIn(MIN_LEASE_SECONDS_EXCLUSIVE + 1, MAX_LEASE_SECONDS),
+    default: 60,
+    rule: `must be an integer number of seconds greater than ${MIN_LEASE_SECONDS_EXCLUSIVE} ` +
+      `(at most ${MAX_LEASE_SECONDS})`,
+    description: "Seconds a leader stays elected without renewing",
+  },
+  {
+    field: "resourcesNamespace",
+    fileKey: "kube_resources_namespace",
+    envVar: "DD_KUBE_RESOURCES_NAMESPACE",
+    parse: dnsLabel,
+    default: "default",
+    contextDefault: ({ serviceAccountNamespace }) => {
+      const raw = serviceAccountNamespace?.trim();
+      return raw === undefined || raw === ""
+        ? undefined
+        : { raw, source: "service-account namespace file" };
+    },
+    rule: LABEL_RULE,
+    description: "Namespace of the lease and the token ConfigMap " +
+      "(default: the pod's service-account namespace, else default)",
+  },
+  {
+    field: "leaseName",
+    fileKey: "leader_lease_name",
+    envVar: "DD_LEADER_LEASE_NAME",
+    parse: dnsSubdomain,
+    default: "datadog-leader-election",
+    rule: SUBDOMAIN_RULE,
+    // One default for every kind, as in the Agent 6 and later (its Endpoints
+    // and ConfigMap locks too); not the Agent 5's ConfigMap
+    // `datadog-leader-elector`, whose different record (annotations
+    // `creator`, `acquired_time`) kevents must not share an object with.
+    description: "Name of the leader-election lock (a Lease, ConfigMap or Endpoints object)",
+  },
+  {
+    field: "leaderElectionResource",
+    fileKey: "leader_election_default_resource",
+    envVar: "DD_LEADER_ELECTION_DEFAULT_RESOURCE",
+    parse: parseLockResource,
+    default: "lease",
+    rule: 'must be "lease", "configmap" or "endpoints" (or "leases", "configmaps"), in any case',
+    description: "What the election locks: a Lease, or the control-plane.alpha.kubernetes.io/" +
+      "leader annotation of a ConfigMap or an Endpoints object (client-go's record)",
+  },
+  {
+    field: "tokenConfigMapName",
+    fileKey: "kubernetes_event_token_configmap",
+    envVar: "DD_KUBERNETES_EVENT_TOKEN_CONFIGMAP",
+    parse: dnsSubdomain,
+    default: "datadogtoken",
+    rule: SUBDOMAIN_RULE,
+    description: "Name of the ConfigMap holding the event token (the Agent's datadogtoken)",
+  },
+  {
+    field: "expertLeaseDurationMs",
+    fileKey: "kevents_lease_duration_ms",
+    envVar: "KEVENTS_LEASE_DURATION_MS",
+    parse: integerIn(1000, 3_600_000),
+    default: undefined,
+    rule: "must be an integer number of milliseconds from 1000 to 3600000",
+    description: "Expert: lease duration in ms for timing, overriding leader_lease_duration " +
+      "(sub-30 s failovers for tests and demos)",
+  },
+  {
+    field: "checkpointIntervalMs",
+    fileKey: "kevents_checkpoint_interval_ms",
+    envVar: "KEVENTS_CHECKPOINT_INTERVAL_MS",
+    parse: integerIn(10, 600_000),
+    default: 1000,
+    rule: "must be an integer number of milliseconds from 10 to 600000",
+    description: "Write the event checkpoint at most this often",
+  },
+  {
+    field: "checkpointMaxEvents",
+    fileKey: "kevents_checkpoint_max_events",
+    envVar: "KEVENTS_CHECKPOINT_MAX_EVENTS",
+    parse: integerIn(1, 1_000_000),
+    default: 500,
+    rule: "must be an integer from 1 to 1000000",
+    description: "Write the event checkpoint after this many delivered events",
+  },
+  {
+    field: "checkpointIdleIntervalMs",
+    fileKey: "kevents_checkpoint_idle_interval_ms",
+    envVar: "KEVENTS_CHECKPOINT_IDLE_INTERVAL_MS",
+    parse: integerIn(10, 3_600_000),
+    default: 60_000,
+    rule: "must be an integer number of milliseconds from 10 to 3600000",
+    description:
+      "Write a checkpoint that moved without delivering events (bookmarks, deletions) at most this often",
+  },
+  {
+    field: "backfill",
+    fileKey: "kevents_backfill",
+    envVar: "KEVENTS_BACKFILL",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Deliver what the first list returned when there is no token",
+  },
+  {
+    field: "sinks",
+    fileKey: "kevents_sinks",
+    envVar: "KEVENTS_SINKS",
+    parse: parseSinks,
+    default: ["stdout"],
+    rule: "must be a non-empty list of distinct sink names (comma-separated, or a YAML list " +
+      `in the file), each one of ${SINK_NAMES.map((s) => `"${s}"`).join(", ")}`,
+    description: "Where events go",
+  },
+  {
+    field: "queueCapacity",
+    fileKey: "kevents_queue_capacity",
+    envVar: "KEVENTS_QUEUE_CAPACITY",
+    parse: integerIn(1, 1_000_000),
+    default: 1000,
+    rule: "must be an integer from 1 to 1000000",
+    description: "Events buffered between the watch and the sinks",
+  },
+  ...SINK_ROWS,
+  {
+    // The Agent has no datadog.yaml key for this: its check runs at the
+    // check scheduler's default interval (15 s) unless the check's own
+    // conf.yaml sets min_collection_interval.
+    field: "controlPlaneCheckIntervalMs",
+    fileKey: "kevents_control_plane_check_interval_ms",
+    envVar: "KEVENTS_CONTROL_PLANE_CHECK_INTERVAL_MS",
+    parse: integerIn(1000, 3_600_000),
+    default: 15_000,
+    rule: "must be an integer number of milliseconds from 1000 to 3600000",
+    description: "Run the control-plane check (kube_apiserver_controlplane.up) this often",
+  },
+  {
+    // In the Agent this is an option of the kubernetes_apiserver check's own
+    // conf.yaml; kevents reads it from datadog.yaml and the environment.
+    field: "filteredEventTypes",
+    fileKey: "filtered_event_types",
+    envVar: "DD_FILTERED_EVENT_TYPES",
+    parse: parseFilterEntries,
+    default: [],
+    rule: FILTER_ENTRIES_RULE,
+    description: "The Agent's deny list of events, applied by the API server: field selectors " +
+      "joined with commas, a bare X meaning reason!=X",
+  },
+  ...filterRows("types", "type (Normal, Warning)", ["includeTypes", "excludeTypes"]),
+  ...filterRows("namespaces", "namespace", ["includeNamespaces", "excludeNamespaces"]),
+  ...filterRows("reasons", "reason", ["includeReasons", "excludeReasons"]),
+  ...filterRows("kinds", "involved object's kind", ["includeKinds", "excludeKinds"]),
+  {
+    field: "healthAddress",
+    fileKey: "kevents_health_address",
+    envVar: "KEVENTS_HEALTH_ADDRESS",
+    parse: bindAddress,
+    default: "0.0.0.0",
+    rule: "must be an IP address or a host name (0.0.0.0 for every interface, 127.0.0.1 for " +
+      "this host only)",
+    description: "Address the health and metrics endpoint binds",
+  },
+  {
+    field: "healthPort",
+    fileKey: "kevents_health_port",
+    envVar: "KEVENTS_HEALTH_PORT",
+    parse: integerIn(0, 65535),
+    default: 5555,
+    rule: "must be an integer port from 0 to 65535 (0 picks a free port)",
+    description: "Port of the health and metrics endpoint (/healthz, /readyz, /metrics)",
+  },
+  {
+    field: "watchStallLimitSeconds",
+    fileKey: "kevents_watch_stall_limit_seconds",
+    envVar: "KEVENTS_WATCH_STALL_LIMIT_SECONDS",
+    parse: integerIn(10, 86_400),
+    default: 600,
+    rule: "must be an integer number of seconds from 10 to 86400",
+    description: "/healthz fails when the leader's watch received nothing for this long",
+  },
+  {
+    field: "followerWatch",
+    fileKey: "kevents_follower_watch",
+    envVar: "KEVENTS_FOLLOWER_WATCH",
+    parse: parseBool,
+    default: true,
+    rule: BOOL_RULE,
+    description: "Followers watch the lock instead of polling it every retry period " +
+      "(the poll stays as a fallback)",
+  },
+  {
+    // The drain only: the final checkpoint write and the lease release come
+    // after it, each bounded by the request timeout, which is why the
+    // manifests' terminationGracePeriodSeconds is above budget + 2 x 10 s.
+    field: "shutdownBudgetSeconds",
+    fileKey: "kevents_shutdown_budget_seconds",
+    envVar: "KEVENTS_SHUTDOWN_BUDGET_SECONDS",
+    parse: integerIn(1, 3600),
+    default: 20,
+    rule: "must be an integer number of seconds from 1 to 3600",
+    description: "On SIGTERM/SIGINT the leader stops reading and, still renewing its lease, " +
+      "lets the sends in flight and the queue finish for at most this long; then it writes " +
+      "the checkpoint and releases the lease (a send still running is cut, logged and counted)",
+  },
+  {
+    field: "watchFailureLimitSeconds",
+    fileKey: "kevents_watch_failure_limit_seconds",
+    envVar: "KEVENTS_WATCH_FAILURE_LIMIT_SECONDS",
+    parse: integerIn(1, 86_400),
+    default: 180,
+    rule: "must be an integer number of seconds from 1 to 86400",
+    description: "A leader whose list/watch of events has failed without interruption for " +
+      "longer than this with a non-retryable error (401, 403, 404, a request that cannot be " +
+      "sent) releases its lease, fails /healthz and backs off from leading, so that a healthy " +
+      "replica takes over",
+  },
+];
+
+/** The `datadog.yaml` keys of the table. */
+export const KNOWN_FILE_KEYS = new Set(CONFIG_KEYS.map((k) => k.fileKey));
+
+/** The row of the table that fills `field`. */
+export function specOf<K extends keyof Settings>(field: K): KeySpec<K> {
+  const spec = CONFIG_KEYS.find((k) => k.field === field);
+  if (spec === undefined) throw new Error(`Internal error: no setting ${field}`);
+  return spec as unknown as KeySpec<K>;
+}

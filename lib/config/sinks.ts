@@ -1,0 +1,349 @@
+/**
+ * The sinks' settings: the webhook and Datadog rows of the settings table,
+ * and what one row cannot check (a sink that is on has what it needs, a
+ * client certificate comes with its key, no `ENC[...]` handle goes out as a
+ * credential), resolved into {@linkcode WebhookConfig} and
+ * {@linkcode DatadogConfig}.
+ *
+ * @module
+ */
+
+import { isSecretHeader } from "../redact.ts";
+import { maskHeaders, maskSecret, maskUrl } from "./_masks.ts";
+import type { Origin } from "./_resolve.ts";
+import {
+  ATTEMPTS_RULE,
+  BOOL_RULE,
+  credential,
+  filePath,
+  httpUrl,
+  integerIn,
+  ON_FAILURE_RULE,
+  oneOf,
+  parseBool,
+  parseHeaders,
+  site,
+  URL_RULE,
+} from "./_values.ts";
+import { ConfigError } from "./errors.ts";
+import type { AnyKeySpec, Settings } from "./settings.ts";
+import type { DatadogConfig, WebhookConfig } from "./types.ts";
+
+/**
+ * The webhook and Datadog sinks' rows. The Datadog ones keep the Agent's
+ * names: `api_key`, `site` and `dd_url` are datadog.yaml settings of the
+ * Agent (DD_API_KEY, DD_SITE, DD_DD_URL). `unbundle_events` is the key the
+ * Agent reads from its kubernetes_apiserver check's instance configuration
+ * (conf.yaml), which has no environment variable; kevents reads it from
+ * datadog.yaml and DD_UNBUNDLE_EVENTS.
+ */
+export const SINK_ROWS: readonly AnyKeySpec[] = [
+  {
+    field: "webhookUrl",
+    fileKey: "kevents_webhook_url",
+    envVar: "KEVENTS_WEBHOOK_URL",
+    parse: httpUrl,
+    default: undefined,
+    rule: URL_RULE,
+    description: "Where the webhook sink POSTs batches (required with the webhook sink)",
+    mask: maskUrl,
+  },
+  {
+    field: "webhookFormat",
+    fileKey: "kevents_webhook_format",
+    envVar: "KEVENTS_WEBHOOK_FORMAT",
+    parse: oneOf("ndjson", "json"),
+    default: "ndjson",
+    rule: 'must be "ndjson" (one JSON object per line) or "json" (a JSON array)',
+    description: "Body format of the webhook sink",
+  },
+  {
+    field: "webhookHeaders",
+    fileKey: "kevents_webhook_headers",
+    envVar: "KEVENTS_WEBHOOK_HEADERS",
+    parse: parseHeaders,
+    default: {},
+    rule: "must be headers as NAME=VALUE pairs (comma-separated, or a mapping in the file), " +
+      "each name a valid header name given once, values without control characters",
+    description: "Extra headers of the webhook requests",
+    mask: maskHeaders,
+    fileMapping: true,
+  },
+  {
+    field: "webhookBearerToken",
+    fileKey: "kevents_webhook_bearer_token",
+    envVar: "KEVENTS_WEBHOOK_BEARER_TOKEN",
+    parse: credential,
+    default: undefined,
+    rule: "must be a non-empty token of printable ASCII characters without spaces",
+    description: "Sent as Authorization: Bearer <token> by the webhook sink",
+    mask: maskSecret,
+  },
+  {
+    field: "webhookCaFile",
+    fileKey: "kevents_webhook_ca_file",
+    envVar: "KEVENTS_WEBHOOK_CA_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description: "PEM file of the CA(s) the webhook sink trusts instead of the system's",
+  },
+  {
+    field: "webhookCertFile",
+    fileKey: "kevents_webhook_cert_file",
+    envVar: "KEVENTS_WEBHOOK_CERT_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description:
+      "PEM file of the webhook sink's client certificate (with kevents_webhook_key_file)",
+  },
+  {
+    field: "webhookKeyFile",
+    fileKey: "kevents_webhook_key_file",
+    envVar: "KEVENTS_WEBHOOK_KEY_FILE",
+    parse: filePath,
+    default: undefined,
+    rule: "must be a file path",
+    description: "PEM file of the client certificate's private key",
+  },
+  {
+    field: "webhookInsecureSkipVerify",
+    fileKey: "kevents_webhook_insecure_skip_verify",
+    envVar: "KEVENTS_WEBHOOK_INSECURE_SKIP_VERIFY",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Accept any certificate from the webhook receiver (insecure)",
+  },
+  {
+    field: "webhookOnFailure",
+    fileKey: "kevents_webhook_on_failure",
+    envVar: "KEVENTS_WEBHOOK_ON_FAILURE",
+    parse: oneOf("retry", "drop"),
+    default: "retry",
+    rule: ON_FAILURE_RULE,
+    description: "What the webhook sink does with a batch it cannot deliver",
+  },
+  {
+    field: "webhookMaxAttempts",
+    fileKey: "kevents_webhook_max_attempts",
+    envVar: "KEVENTS_WEBHOOK_MAX_ATTEMPTS",
+    parse: integerIn(1, 100),
+    default: 5,
+    rule: ATTEMPTS_RULE,
+    description:
+      "Attempts of one webhook send before it fails (or, with drop, the batch is dropped)",
+  },
+  {
+    field: "ddApiKey",
+    fileKey: "api_key",
+    envVar: "DD_API_KEY",
+    parse: credential,
+    default: undefined,
+    rule: "must be a non-empty key of printable ASCII characters without spaces",
+    description: "Datadog API key (required with the datadog sink)",
+    mask: maskSecret,
+  },
+  {
+    field: "ddSite",
+    fileKey: "site",
+    envVar: "DD_SITE",
+    parse: site,
+    default: "datadoghq.com",
+    rule: "must be a Datadog site such as datadoghq.com, us3.datadoghq.com or datadoghq.eu",
+    description: "Datadog site: events go to https://api.<site>",
+  },
+  {
+    field: "ddUrl",
+    fileKey: "dd_url",
+    envVar: "DD_DD_URL",
+    parse: httpUrl,
+    default: undefined,
+    rule: URL_RULE,
+    description: "Base URL of the Datadog API, overriding https://api.<site>",
+    mask: maskUrl,
+  },
+  {
+    field: "ddUnbundleEvents",
+    fileKey: "unbundle_events",
+    envVar: "DD_UNBUNDLE_EVENTS",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "One Datadog event per Kubernetes event instead of one per object and type",
+  },
+  {
+    field: "datadogOnFailure",
+    fileKey: "kevents_datadog_on_failure",
+    envVar: "KEVENTS_DATADOG_ON_FAILURE",
+    parse: oneOf("retry", "drop"),
+    default: "retry",
+    rule: ON_FAILURE_RULE,
+    description: "What the datadog sink does with a batch it cannot deliver",
+  },
+  {
+    field: "datadogMaxAttempts",
+    fileKey: "kevents_datadog_max_attempts",
+    envVar: "KEVENTS_DATADOG_MAX_ATTEMPTS",
+    parse: integerIn(1, 100),
+    default: 5,
+    rule: ATTEMPTS_RULE,
+    description:
+      "Attempts of one Datadog request before a send fails (or, with drop, the batch is dropped)",
+  },
+];
+
+/** The webhook's TLS file settings: their name in {@linkcode WebhookConfig} and their field. */
+const TLS_FILE_FIELDS = [
+  ["caFile", "webhookCaFile"],
+  ["certFile", "webhookCertFile"],
+  ["keyFile", "webhookKeyFile"],
+] as const;
+
+/** The Agent's secrets-backend handle: the whole value is `ENC[...]` (its `isEnc`). */
+const SECRET_HANDLE = /^ENC\[.*\]$/s;
+
+/**
+ * The row of a sink setting. (settings.ts's specOf would do, but settings.ts
+ * builds its table from {@linkcode SINK_ROWS}: this file must not need it back.)
+ */
+function sinkRow(field: keyof Settings): AnyKeySpec {
+  const spec = SINK_ROWS.find((k) => k.field === field);
+  if (spec === undefined) throw new Error(`Internal error: no setting ${field}`);
+  return spec;
+}
+
+/**
+ * Refuses an `ENC[...]` handle of the Agent's secrets backend where kevents
+ * would send it as a credential: it would go out literally. `api_key` only
+ * counts with the datadog sink, as a datadog.yaml shared with an Agent that
+ * resolves it may hold one; the webhook settings are kevents' own.
+ */
+function refuseSecretHandles(settings: Settings, origins: Map<keyof Settings, Origin>): void {
+  const candidates: { key: string; field: keyof Settings; value: string | undefined }[] = [
+    {
+      key: "api_key",
+      field: "ddApiKey",
+      value: settings.sinks.includes("datadog") ? settings.ddApiKey : undefined,
+    },
+    {
+      key: "kevents_webhook_bearer_token",
+      field: "webhookBearerToken",
+      value: settings.webhookBearerToken,
+    },
+    ...Object.entries(settings.webhookHeaders).map(([name, value]) => ({
+      key: `kevents_webhook_headers ${name}`,
+      field: "webhookHeaders" as const,
+      value,
+    })),
+  ];
+  for (const { key, field, value } of candidates) {
+    if (value === undefined || !SECRET_HANDLE.test(value.trim())) continue;
+    const spec = sinkRow(field);
+    const source = origins.get(field)?.source ?? "";
+    const rule = "secrets backends (secret_backend_command) are not supported, so an ENC[...] " +
+      "handle would be sent as it is: give the value itself, for example in the environment " +
+      `variable ${spec.envVar} filled from a Kubernetes Secret ` +
+      "(env[].valueFrom.secretKeyRef in the pod spec)";
+    throw new ConfigError({
+      key: spec.fileKey,
+      source,
+      value: value.trim(),
+      rule,
+      message: `Cannot use ${key} ${JSON.stringify(value.trim())} (${source}): ${rule}`,
+    });
+  }
+}
+
+/**
+ * The sinks' settings, checking what one row cannot: a sink that is on has
+ * what it needs, a client certificate comes with its key. Warns about TLS
+ * verification turned off and credentials sent over plain HTTP.
+ */
+export function resolveSinkSettings(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): { webhook: WebhookConfig; datadog: DatadogConfig } {
+  const webhookOn = settings.sinks.includes("webhook");
+  refuseSecretHandles(settings, origins);
+  if (webhookOn && settings.webhookUrl === undefined) {
+    throw new ConfigError({
+      key: "kevents_webhook_url",
+      source: "default",
+      value: "",
+      rule: "is required with the webhook sink",
+      message: "Cannot use the webhook sink: kevents_webhook_url (KEVENTS_WEBHOOK_URL) is not set",
+    });
+  }
+  if ((settings.webhookCertFile === undefined) !== (settings.webhookKeyFile === undefined)) {
+    const [given, missing] = settings.webhookCertFile === undefined
+      ? ["kevents_webhook_key_file", "kevents_webhook_cert_file"]
+      : ["kevents_webhook_cert_file", "kevents_webhook_key_file"];
+    const field = settings.webhookCertFile === undefined ? "webhookKeyFile" : "webhookCertFile";
+    const source = origins.get(field)?.source ?? "";
+    throw new ConfigError({
+      key: given,
+      source,
+      value: settings[field] ?? "",
+      rule: `needs ${missing}`,
+      message: `Cannot use ${given} (${source}) without ${missing}: a client certificate ` +
+        "needs its private key",
+    });
+  }
+  if (settings.sinks.includes("datadog") && settings.ddApiKey === undefined) {
+    throw new ConfigError({
+      key: "api_key",
+      source: "default",
+      value: "",
+      rule: "is required with the datadog sink",
+      message: "Cannot use the datadog sink: api_key (DD_API_KEY) is not set",
+    });
+  }
+  if (webhookOn) {
+    const url = new URL(settings.webhookUrl!);
+    const shown = `${url.protocol}//${url.host}${url.pathname}`;
+    if (settings.webhookInsecureSkipVerify && url.protocol === "https:") {
+      const source = origins.get("webhookInsecureSkipVerify")?.source ?? "";
+      warnings.push(
+        `TLS verification of the webhook receiver ${shown} is off ` +
+          `(kevents_webhook_insecure_skip_verify, ${source}): anyone on the path can read ` +
+          "and forge what is sent",
+      );
+    }
+    const credentials = settings.webhookBearerToken !== undefined || url.password !== "" ||
+      Object.keys(settings.webhookHeaders).some(isSecretHeader);
+    if (credentials && url.protocol === "http:") {
+      warnings.push(`The webhook sink sends credentials to ${shown} over plain HTTP`);
+    }
+  }
+  const fileSources: NonNullable<WebhookConfig["fileSources"]> = {};
+  for (const [name, field] of TLS_FILE_FIELDS) {
+    const origin = origins.get(field);
+    if (settings[field] !== undefined && origin !== undefined) fileSources[name] = origin.source;
+  }
+  return {
+    webhook: {
+      url: settings.webhookUrl,
+      format: settings.webhookFormat,
+      headers: settings.webhookHeaders,
+      bearerToken: settings.webhookBearerToken,
+      caFile: settings.webhookCaFile,
+      certFile: settings.webhookCertFile,
+      keyFile: settings.webhookKeyFile,
+      ...(Object.keys(fileSources).length === 0 ? {} : { fileSources }),
+      insecureSkipVerify: settings.webhookInsecureSkipVerify,
+      onFailure: settings.webhookOnFailure,
+      maxAttempts: settings.webhookMaxAttempts,
+    },
+    datadog: {
+      apiKey: settings.ddApiKey,
+      site: settings.ddSite,
+      url: settings.ddUrl,
+      unbundleEvents: settings.ddUnbundleEvents,
+      onFailure: settings.datadogOnFailure,
+      maxAttempts: settings.datadogMaxAttempts,
+    },
+  };
+}

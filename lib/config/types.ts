@@ -1,0 +1,179 @@
+/**
+ * What configuration resolves to: {@linkcode Config}, the settings kevents
+ * runs with, and its parts (the sinks', the election's timings, the
+ * checkpoint's, the health endpoint's); and {@linkcode ConfigInput}, what
+ * main.ts hands to parseConfig.
+ *
+ * @module
+ */
+
+import type { EventFilterSettings } from "../filters.ts";
+
+/** A sink kevents can deliver events to. */
+export type SinkName = "stdout" | "null" | "webhook" | "datadog";
+
+/** The sink names `kevents_sinks` accepts. */
+export const SINK_NAMES: readonly SinkName[] = ["stdout", "null", "webhook", "datadog"];
+
+/** What a sink does with a batch it could not deliver within its attempts. */
+export type SinkOnFailure = "retry" | "drop";
+
+/** The webhook sink's settings (`kevents_webhook_*`). */
+export interface WebhookConfig {
+  /** Where batches are POSTed; required when the webhook sink is on. */
+  url: string | undefined;
+  /** Body format (default ndjson). */
+  format: "ndjson" | "json";
+  /** Extra request headers (default none). */
+  headers: Record<string, string>;
+  /** Sent as `Authorization: Bearer <token>`. */
+  bearerToken: string | undefined;
+  /** PEM file of the CA(s) to trust instead of the system's. */
+  caFile: string | undefined;
+  /** PEM files of a client certificate and its key (both or neither). */
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /**
+   * Where each TLS file setting that is set came from (`env KEVENTS_WEBHOOK_CA_FILE`,
+   * `PATH line N`), for the messages of createSinks, which reads the files; absent when none is set.
+   */
+  fileSources?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Skip verifying the receiver's certificate (default false; logged as a warning). */
+  insecureSkipVerify: boolean;
+  /** retry (default: the pump retries, nothing is lost) or drop (counted, logged). */
+  onFailure: SinkOnFailure;
+  /** Attempts per send before it fails (default 5). */
+  maxAttempts: number;
+}
+
+/** The Datadog sink's settings (the Agent's `api_key`, `site`, `dd_url`, `unbundle_events`). */
+export interface DatadogConfig {
+  /** Required when the datadog sink is on. */
+  apiKey: string | undefined;
+  /** Datadog site (default datadoghq.com): events go to https://api.<site>. */
+  site: string;
+  /** Base URL overriding https://api.<site>. */
+  url: string | undefined;
+  /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
+  unbundleEvents: boolean;
+  /** retry (default) or drop. */
+  onFailure: SinkOnFailure;
+  /** Attempts per request before a send fails (default 5). */
+  maxAttempts: number;
+}
+
+/** The object leader election locks: a Lease, or the leader annotation of a ConfigMap or an Endpoints object. */
+export type LockResource = "lease" | "configmap" | "endpoints";
+
+/** Leader-election timings, all in milliseconds, derived from the lease duration. */
+export interface Timings {
+  /** How long a lease holds without renewal: the expert override, else `leader_lease_duration` * 1000. */
+  leaseDurationMs: number;
+  /** How long the leader keeps retrying a renewal before it gives up leading: lease / 2 (the Agent's ratio). */
+  renewDeadlineMs: number;
+  /** Pause between attempts to acquire or renew: lease / 4 (the Agent's ratio). */
+  retryPeriodMs: number;
+  /**
+   * Bound of each API request: min(10000, renewDeadline / 3). The leader
+   * retries a failed renewal every retryPeriod (half the renew deadline)
+   * until the deadline; if one request could take the whole deadline, a
+   * single hung connection would cost the lease. A third leaves room for
+   * another attempt. The 10 s cap keeps a dead connection from being waited
+   * on longer than needed when the lease is long.
+   */
+  requestTimeoutMs: number;
+}
+
+/** When the event checkpoint (the token ConfigMap) is written. */
+export interface CheckpointConfig {
+  /** Write at most this often, in milliseconds (default 1000). */
+  intervalMs: number;
+  /** Write as soon as this many events were delivered since the last write (default 500). */
+  maxEvents: number;
+  /** Write a position reached without delivering events at most this often (default 60000). */
+  idleIntervalMs: number;
+}
+
+/** The health and metrics endpoint (`kevents_health_*`). */
+export interface HealthConfig {
+  /** Address to bind (default `0.0.0.0`; `127.0.0.1` keeps it local). */
+  address: string;
+  /** Port (default 5555); 0 picks a free one, which is logged. */
+  port: number;
+  /**
+   * `/healthz` fails when the leader's watch has received nothing (no
+   * event, no bookmark, no successful reconnect) for this long (default
+   * 600000 ms, twice the watch's 300 s timeout).
+   */
+  watchStallLimitMs: number;
+}
+
+/** The resolved configuration kevents runs with. */
+export interface Config {
+  /** Collect Kubernetes events (`collect_kubernetes_events`, or `KUBERNETES` set). */
+  collectEvents: boolean;
+  /** Take part in leader election; always true when events are collected. */
+  leaderElection: boolean;
+  /** Run the control-plane (componentstatuses) check; turned on by `KUBERNETES`. */
+  controlPlaneCheck: boolean;
+  /** How often the control-plane check runs, in milliseconds (default 15000, the Agent's check interval). */
+  controlPlaneCheckIntervalMs: number;
+  /** `leader_lease_duration` in seconds (default 60, greater than 30). */
+  leaseDurationSeconds: number;
+  /** Name of the lease object (default `datadog-leader-election`). */
+  leaseName: string;
+  /** What the election locks (`leader_election_default_resource`, default `lease`); it is named `leaseName` whatever its kind. */
+  leaderElectionResource: LockResource;
+  /** Namespace of the lease and the token ConfigMap. */
+  resourcesNamespace: string;
+  /** Name of the ConfigMap holding the event token (default `datadogtoken`). */
+  tokenConfigMapName: string;
+  /** Leader-election timings derived from the lease duration. */
+  timings: Timings;
+  /** Checkpoint batching. */
+  checkpoint: CheckpointConfig;
+  /** Deliver what the first list returned when there is no token yet (default false). */
+  backfill: boolean;
+  /** Where events go, in order (default `["stdout"]`). */
+  sinks: SinkName[];
+  /** Events buffered between the watch and the sinks (default 1000). */
+  queueCapacity: number;
+  /**
+   * Which events are delivered (`filtered_event_types`, `kevents_include_*`,
+   * `kevents_exclude_*`); absent when none of them is set: every event.
+   */
+  eventFilters?: EventFilterSettings;
+  /** The webhook sink's settings. */
+  webhook: WebhookConfig;
+  /** The Datadog sink's settings. */
+  datadog: DatadogConfig;
+  /** The health and metrics endpoint. */
+  health: HealthConfig;
+  /**
+   * Followers watch the lock object and try to take over as soon as it is
+   * released or expires, polling only as a fallback (default true).
+   */
+  followerWatch: boolean;
+  /** How long a stopping leader lets the sends in flight and the queue finish before a send is cut, in ms (default 20000). */
+  shutdownBudgetMs: number;
+  /** How long a leader's list/watch of events may fail with a non-retryable error before it gives up leading, in ms (default 180000). */
+  watchFailureLimitMs: number;
+  /** Things main.ts should log at start (settings turned on, expert settings in use). */
+  warnings: string[];
+}
+
+/** What parseConfig reads; main.ts fills it. */
+export interface ConfigInput {
+  /** Text of datadog.yaml, if one was found, and its path (for messages). */
+  file?: { path: string; text: string };
+  /** The process environment (only the keys it has). */
+  env: Readonly<Record<string, string>>;
+  /** Contents of the service-account namespace file, if it exists. */
+  serviceAccountNamespace?: string;
+  /**
+   * Text of the Agent 5 kubernetes check configuration (`conf.d/kubernetes.yaml`),
+   * if one was found, and its path: its `instances[0]` may hold the deprecated
+   * `leader_candidate` and `leader_lease_duration`.
+   */
+  agent5File?: { path: string; text: string };
+}
