@@ -17,7 +17,7 @@
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { TOKEN_KEY } from "../../lib/checkpointer.ts";
 import { runTerm } from "../../lib/collector.ts";
-import { parseConfig } from "../../lib/config.ts";
+import { parseConfig } from "../../lib/config/mod.ts";
 import { NotFoundError } from "../../lib/errors.ts";
 import {
   CONFIGMAPS,
