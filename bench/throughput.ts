@@ -46,7 +46,7 @@ export interface BenchRunOptions {
 /** The targets of the issue, as ratios. */
 export const THROUGHPUT_TARGETS = {
   pumpVsClientNode: 1.5,
-  pumpVsKubectl: 10,
+  pumpVsKubectl: 20,
   pumpVsRaw: 0.5,
   pumpPeakVsIdle: 1.3,
 } as const;

@@ -18,6 +18,11 @@
  * too; otherwise the watch is opened again from the token, as a relist
  * would lose every version of an event but its latest.
  *
+ * Watched events are not decoded on their way: the watch reads from each
+ * line only the fields the pump needs (event_record.ts), and the sinks get
+ * the event as the JSON text the API server sent; it is decoded only for a
+ * filter, or a sink that reads `event` (Datadog).
+ *
  * Filtering happens in two places: a field selector goes with every list
  * and watch, so the API server leaves events out before they are sent; a
  * filter predicate leaves out more here. The position moves past what the
@@ -45,6 +50,7 @@ import {
 } from "./errors.ts";
 import { ShutdownBudgetError, TermExpiredError } from "./elector.ts";
 import { EVENTS, type KubeClient } from "./kube_client.ts";
+import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
 import type { Liveness } from "./liveness.ts";
 import { eventTypeLabel, type Metrics } from "./metrics.ts";
 import type { EventRecord, Fence, Sink } from "./sinks/sink.ts";
@@ -107,6 +113,10 @@ export interface PumpOptions {
 
 interface Item {
   record?: EventRecord;
+  /** The type of `record`'s event, for the metrics (read without decoding a watched event). */
+  type?: string;
+  /** The time of `record`'s event ({@linkcode eventTime}), for the metrics. */
+  time?: string;
   /**
    * The position to acknowledge once this item (and all before it) is
    * delivered; undefined while there is no position yet (a backfill).
@@ -116,15 +126,7 @@ interface Item {
 
 const log = getLogger(["kevents", "pump"]);
 
-/** The time an event last happened, as the best field available says. */
-export function eventTime(e: CoreV1Event): string | undefined {
-  const t = e.lastTimestamp ?? e.eventTime ?? e.series?.lastObservedTime ??
-    e.metadata?.creationTimestamp;
-  // The API sends strings although client-node types some of these as Date.
-  return t === undefined || t === null
-    ? undefined
-    : String(t instanceof Date ? t.toISOString() : t);
-}
+export { eventTime } from "./event_record.ts";
 
 /**
  * Whether an event listed after a 410 is newer than the token.
@@ -187,7 +189,8 @@ function refusesResourceVersion(e: KubeApiError): boolean {
 
 /** A FIFO with a capacity: push waits while full, take waits while empty. */
 class BoundedQueue<T> {
-  #items: T[] = [];
+  /** The items from `#head` on; the slots before it are emptied as they are taken. */
+  #items: (T | undefined)[] = [];
   #head = 0;
   #capacity: number;
   #notFull: (() => void) | undefined;
@@ -235,11 +238,20 @@ class BoundedQueue<T> {
       if (this.#closed) return [];
       await this.#waitFor("empty", signal);
     }
-    const out = this.#items.slice(this.#head, this.#head + max);
+    const start = this.#head;
+    const out = this.#items.slice(start, start + max) as T[];
     this.#head += out.length;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+    // Nothing taken may stay reachable from here: an item (its record, the
+    // network chunk its text is cut from) outliving its send would survive
+    // garbage collections for nothing, and be copied by each.
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
+    } else {
+      this.#items.fill(undefined, start, this.#head);
     }
     this.#notFull?.();
     return out;
@@ -262,11 +274,7 @@ class BoundedQueue<T> {
 }
 
 function recordOf(type: "ADDED" | "MODIFIED", event: CoreV1Event): EventRecord {
-  return {
-    key: `${event.metadata?.uid ?? ""}/${event.metadata?.resourceVersion ?? ""}`,
-    type,
-    event,
-  };
+  return { key: recordKey(event.metadata?.uid, event.metadata?.resourceVersion), type, event };
 }
 
 /**
@@ -340,11 +348,19 @@ async function deliverLoop(
         return; // Stopped while idle: nothing in flight.
       }
       if (items.length === 0) return; // Drained: the reader stopped and the queue is empty.
-      const records = items.flatMap((i) => (i.record === undefined ? [] : [i.record]));
+      const records: EventRecord[] = [];
+      const delivering: Item[] = [];
+      for (const item of items) {
+        if (item.record === undefined) continue;
+        records.push(item.record);
+        delivering.push(item);
+      }
       if (records.length > 0) {
         try {
           await Promise.all(
-            o.sinks.map((sink) => sendWithRetry(sink, records, hard.signal, backoff, o)),
+            o.sinks.map((sink) =>
+              sendWithRetry(sink, records, delivering, hard.signal, backoff, o)
+            ),
           );
         } catch (e) {
           if (!hard.signal.aborted) throw e;
@@ -374,6 +390,8 @@ async function deliverLoop(
 async function sendWithRetry(
   sink: Sink,
   records: readonly EventRecord[],
+  /** The items of `records`, with their events' types and times. */
+  items: readonly Item[],
   signal: AbortSignal,
   backoff: Backoff,
   o: PumpOptions,
@@ -388,10 +406,9 @@ async function sendWithRetry(
       await sink.send(records, signal, options);
       if (o.metrics !== undefined) {
         if ((sink.dropped ?? 0) > droppedBefore) {
-          o.metrics.dropped(sink.name, records.map((r) => r.event.type));
+          o.metrics.dropped(sink.name, items.map((i) => i.type));
         } else {
-          const times = records.map((r) => ({ type: r.event.type, time: eventTime(r.event) }));
-          o.metrics.delivered(sink.name, times, (o.clock ?? systemClock).now());
+          o.metrics.delivered(sink.name, items, (o.clock ?? systemClock).now());
         }
       }
       return;
@@ -472,13 +489,11 @@ async function readLoop(
    * or a watch the server ended, whose positions the server just gave.
    */
   let checkAhead = o.token !== undefined;
-  const push = async (record: EventRecord | undefined, at: Token | undefined) => {
-    if (!queue.full || liveness === undefined) {
-      return await queue.push({ record, token: at }, signal);
-    }
+  const push = async (item: Item) => {
+    if (!queue.full || liveness === undefined) return await queue.push(item, signal);
     liveness.waitingOnSinks(true);
     try {
-      await queue.push({ record, token: at }, signal);
+      await queue.push(item, signal);
     } finally {
       liveness.waitingOnSinks(false);
     }
@@ -535,7 +550,7 @@ async function readLoop(
         delivered++;
         // Until the whole list is delivered, the checkpoint stays where it
         // was: items come in key order, not in resourceVersion order.
-        await push(recordOf("ADDED", e), ackAt);
+        await push({ record: recordOf("ADDED", e), type: e.type, time: ts, token: ackAt });
       }
       continueToken = page.continueToken;
     } while (continueToken !== undefined);
@@ -545,7 +560,7 @@ async function readLoop(
       delivered,
     });
     const at = { resourceVersion: listRv!, timestamp: lastEventTs };
-    await push(undefined, at);
+    await push({ token: at });
     return at;
   };
 
@@ -587,6 +602,8 @@ async function readLoop(
           timeoutSeconds,
           fieldSelector: o.fieldSelector,
           signal,
+          // Read from each line without decoding the event: sinks get its JSON text.
+          fields: EVENT_FIELDS,
           // The server ends the watch after timeoutSeconds; silence 10% past
           // that means a connection that died without a word.
           idleTimeoutMs: timeoutSeconds * 1100,
@@ -601,22 +618,24 @@ async function readLoop(
         const byType = { Normal: 0, Warning: 0, other: 0 };
         for (const ev of batch) {
           received++;
-          const rv = ev.object.metadata.resourceVersion;
-          let record: EventRecord | undefined;
+          let item: Item;
           if (ev.type === "ADDED" || ev.type === "MODIFIED") {
-            if (metrics !== undefined) byType[eventTypeLabel(ev.object.type)]++;
-            if (o.filter === undefined || o.filter(ev.object)) {
-              record = recordOf(ev.type, ev.object);
-            } else {
-              rejected(ev.object);
-            }
-            const ts = eventTime(ev.object);
-            if (ts !== undefined) lastEventTs = ts;
+            const record = new WatchedRecord(ev.type, ev);
+            const { eventType, time } = record;
+            if (metrics !== undefined) byType[eventTypeLabel(eventType)]++;
+            // A filter reads the decoded event; without one, nothing decodes it here.
+            const accepted = o.filter === undefined || o.filter(ev.object);
+            if (!accepted) rejected(ev.object);
+            if (time !== undefined) lastEventTs = time;
+            token = { resourceVersion: ev.resourceVersion, timestamp: lastEventTs };
+            item = accepted ? { record, type: eventType, time, token } : { token };
+          } else {
+            token = { resourceVersion: ev.resourceVersion, timestamp: lastEventTs };
+            item = { token };
           }
           // BOOKMARK, DELETED and filtered events move the position without delivering anything.
-          token = { resourceVersion: rv, timestamp: lastEventTs };
           // The hot path: no promise per event while the queue has room.
-          if (!queue.tryPush({ record, token })) await push(record, token);
+          if (!queue.tryPush(item)) await push(item);
         }
         if (metrics !== undefined) {
           for (const [type, n] of Object.entries(byType)) if (n > 0) metrics.received(type, n);

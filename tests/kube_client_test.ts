@@ -558,6 +558,77 @@ Deno.test("KubeClient.watchBatches streams changes", async (t) => {
   });
 });
 
+Deno.test("KubeClient.watchBatches after events: an abort or silence ends a watch waiting for more", async (t) => {
+  await using server = await startFakeApiServer();
+  const namespace = "default";
+
+  await withClient(server, { requestTimeoutMs: 5_000 }, async (client) => {
+    /** A watch from before a new ConfigMap, with its first batch (that ConfigMap) read. */
+    const watchWithOneBatch = async (
+      name: string,
+      o: { signal?: AbortSignal } & {
+        idleTimeoutMs?: number;
+        fields?: string[];
+      },
+    ) => {
+      const { resourceVersion } = await client.list(CONFIGMAPS, { namespace });
+      await client.create(CONFIGMAPS, namespace, { metadata: { name }, data: { n: "1" } });
+      const watch = client.watchBatches<ConfigMap>(CONFIGMAPS, {
+        namespace,
+        resourceVersion,
+        ...o,
+      });
+      const first = await within(watch.next(), GUARD_MS, "the first batch");
+      assert.equal(first.done, false);
+      return { watch, batch: first.value as WatchEvent<ConfigMap>[] };
+    };
+
+    await t.step("aborting ends a watch that has sent events and waits for more", async () => {
+      // (Against an API server in another process, Deno's fetch leaves such
+      // a read waiting once a megabyte or so was read: see readWatchBatches'
+      // signal, and the benchmark smoke test, which would hang without it.)
+      const controller = new AbortController();
+      const { watch } = await watchWithOneBatch("then-aborted", { signal: controller.signal });
+      const waiting = watch.next();
+      const reason = new Error("term over");
+      controller.abort(reason);
+      await assert.rejects(
+        within(waiting, GUARD_MS, "the aborted watch to end"),
+        (e) => e === reason,
+      );
+      await eventually(() => server.watchCount === 0, "the aborted watch to close");
+    });
+
+    await t.step("silence after events throws WatchStalledError at the idle limit", async () => {
+      const { watch } = await watchWithOneBatch("then-silent", { idleTimeoutMs: 300 });
+      server.stallWatches();
+      try {
+        const e = await rejectsWith(
+          within(watch.next(), GUARD_MS, "the stalled watch to throw"),
+          WatchStalledError,
+        );
+        assert.equal(e.idleMs, 300);
+      } finally {
+        server.stallWatches(false);
+      }
+      await eventually(() => server.watchCount === 0, "the stalled watch to close");
+    });
+
+    await t.step(
+      "the fields asked for are read from each line, with the object's text",
+      async () => {
+        const { watch, batch } = await watchWithOneBatch("with-fields", {
+          fields: ["metadata.name", "data.n", "data.missing"],
+        });
+        await watch.return(undefined);
+        assert.deepEqual(batch[0]!.fields, ["with-fields", "1", undefined]);
+        assert.deepEqual(JSON.parse(batch[0]!.json), batch[0]!.object);
+        assert.equal(batch[0]!.resourceVersion, batch[0]!.object.metadata.resourceVersion);
+      },
+    );
+  });
+});
+
 /**
  * A TLS front for a plain-HTTP server that offers h2 and http/1.1 by ALPN,
  * and records each connection's negotiated protocol and request lines.

@@ -354,3 +354,126 @@ Deno.test("parseWatchLine returns the event as sent", () => {
   assert.equal(event.object.metadata.resourceVersion, "42");
   assert.equal(event.object.data, 1);
 });
+
+Deno.test("readWatchBatches reads the asked fields without decoding the object", async (t) => {
+  const fields = ["metadata.uid", "type", "series.lastObservedTime", "count"];
+  const read = async (...chunks: string[]) => {
+    const events: WatchEvent[] = [];
+    for await (const b of readWatchBatches(textBody(...chunks), undefined, { fields })) {
+      events.push(...b);
+    }
+    return events;
+  };
+
+  await t.step("string fields are given in order; an absent or null one is undefined", async () => {
+    const text = line("ADDED", "a", "7", {
+      metadata: { name: "a", uid: "u-1", resourceVersion: "7" },
+      type: "Warning",
+      series: null,
+    });
+    const [event] = await read(text);
+    assert.equal(event!.resourceVersion, "7");
+    assert.deepEqual(event!.fields, ["u-1", "Warning", undefined, undefined]);
+  });
+
+  await t.step("the object's JSON text is exactly what the server sent", async () => {
+    const object = '{"kind":"Event","metadata":{"resourceVersion":"8","uid":"u"},' +
+      '"message":"say \\"hi\\" \\u003cb\\u003e","count":3}';
+    const [event] = await read(`{"type":"MODIFIED","object":${object}}\n`);
+    assert.equal(event!.json, object, "not re-serialised: the escapes are the server's");
+    assert.deepEqual(event!.object, JSON.parse(object), "decoded on demand");
+  });
+
+  await t.step("a field of another kind leaves `fields` undefined: read `object`", async () => {
+    const [event] = await read(line("ADDED", "a", "9", { type: 5 }));
+    assert.equal(event!.fields, undefined);
+    assert.equal((event!.object as { type?: unknown }).type, 5);
+  });
+
+  await t.step("a line the fast path does not take decodes to the same event", async () => {
+    // Tabs as whitespace and an escaped member name: valid JSON, left to JSON.parse.
+    const text =
+      '{"type":\t"ADDED","object":{"metadata":{"resourceVersion":"10","\\u0075id":"u-2"},' +
+      '"type":"Normal"}}';
+    const [event] = await read(`${text}\n`);
+    assert.equal(event!.type, "ADDED");
+    assert.equal(event!.resourceVersion, "10");
+    assert.deepEqual(event!.fields, ["u-2", "Normal", undefined, undefined]);
+    assert.deepEqual(JSON.parse(event!.json), JSON.parse(text).object);
+  });
+
+  await t.step("malformed lines fail as they did, naming the line", async () => {
+    for (
+      const [bad, message] of <[string, string][]> [
+        ['{"type":"ADDED","object":{"metadata":{"resourceVersion":"1"}},}', "is not JSON"],
+        ['{"type":"ADDED","object":{"metadata":{"resourceVersion":"1","x":"a\tb"}}}', "not JSON"],
+        ['{"type":"ADDED","object":{"metadata":{"resourceVersion":1}}}', "no metadata.resource"],
+        ['{"type":"RENAMED","object":{"metadata":{"resourceVersion":"1"}}}', "unknown event type"],
+      ]
+    ) {
+      const error = await read(line("ADDED", "a", "1"), `${bad}\n`).catch((e) => e);
+      assert.ok(error instanceof WatchDecodeError, bad);
+      assert.match(error.message, /^Line 2 of the watch /);
+      assert.ok(error.message.includes(message), error.message);
+    }
+  });
+});
+
+Deno.test("readWatchBatches tells of each chunk and stops at once when its signal aborts", async (t) => {
+  await t.step("onChunk is called once per chunk of the body", async () => {
+    let chunks = 0;
+    const body = textBody(
+      line("ADDED", "a", "1"),
+      '{"type":"ADD',
+      'ED","object":{"metadata":' +
+        '{"resourceVersion":"2"}}}\n',
+    );
+    for await (const _ of readWatchBatches(body, undefined, { onChunk: () => chunks++ })) {
+      // Nothing to do: counting chunks.
+    }
+    assert.equal(chunks, 3);
+  });
+
+  await t.step(
+    "a read waiting on a body that never ends by itself ends with the reason",
+    async () => {
+      const controller = new AbortController();
+      const reason = new Error("term over");
+      let pulls = 0;
+      // Like Deno's fetch body of an idle watch after an abort: a read just waits.
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (++pulls === 1) return c.enqueue(encoder.encode(line("ADDED", "a", "1")));
+          // A read is waiting now: the abort comes while it waits.
+          controller.abort(reason);
+          return new Promise(() => {});
+        },
+      }, { highWaterMark: 0 }); // Pulled only for a read: the second pull has one waiting.
+      const events: WatchEvent[] = [];
+      let guard: ReturnType<typeof setTimeout> | undefined;
+      const error = await Promise.race([
+        (async () => {
+          for await (const b of readWatchBatches(body, undefined, { signal: controller.signal })) {
+            events.push(...b);
+          }
+        })().catch((e) => e),
+        new Promise((resolve) => guard = setTimeout(() => resolve("still waiting"), 10_000)),
+      ]);
+      clearTimeout(guard);
+      assert.equal(error, reason);
+      assert.deepEqual(names(events), ["a"]);
+    },
+  );
+
+  await t.step("an already aborted signal throws its reason before reading", async () => {
+    const reason = new Error("before");
+    const error = await (async () => {
+      for await (
+        const _ of readWatchBatches(textBody(line("ADDED", "a", "1")), undefined, {
+          signal: AbortSignal.abort(reason),
+        })
+      ) assert.fail("no batch after the abort");
+    })().catch((e) => e);
+    assert.equal(error, reason);
+  });
+});

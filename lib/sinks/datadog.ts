@@ -45,7 +45,7 @@
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import type { Clock } from "../clock.ts";
-import { eventTime } from "../pump.ts";
+import { eventTime } from "../event_record.ts";
 import {
   displayUrl,
   HttpSender,

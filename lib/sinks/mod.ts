@@ -19,6 +19,7 @@ export { type DatadogEvent, DatadogSink, type DatadogSinkOptions } from "./datad
 export { HttpSinkError, type HttpTlsOptions, type OnFailure } from "./_http.ts";
 export { NullSink } from "./null.ts";
 export {
+  eventJson,
   type EventRecord,
   isServiceCheckSink,
   type ServiceCheck,

@@ -17,7 +17,20 @@ export interface EventRecord {
   key: string;
   /** ADDED or MODIFIED. */
   type: "ADDED" | "MODIFIED";
-  event: CoreV1Event;
+  /** The event (for watched events, decoded from {@linkcode json} on first access). */
+  readonly event: CoreV1Event;
+  /**
+   * The event as JSON text, when the pump has it as the API server sent it:
+   * a sink that writes the event as JSON writes this rather than
+   * serialising `event` (the same JSON value; the bytes may differ, in
+   * escapes for example), and never makes the pump decode it.
+   */
+  readonly json?: string;
+}
+
+/** The event of a record as JSON text: {@linkcode EventRecord.json}, else `event` serialised. */
+export function eventJson(record: EventRecord): string {
+  return record.json ?? JSON.stringify(record.event);
 }
 
 /**

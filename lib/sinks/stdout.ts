@@ -5,7 +5,13 @@
  * @module
  */
 
-import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
+import {
+  eventJson,
+  type EventRecord,
+  type ServiceCheck,
+  type ServiceCheckSink,
+  type Sink,
+} from "./sink.ts";
 
 /** Something bytes can be written to (Deno.stdout, a file). */
 export interface Writer {
@@ -39,9 +45,7 @@ export class StdoutSink implements Sink, ServiceCheckSink {
     signal.throwIfAborted();
     let text = "";
     for (const r of batch) {
-      text += `{"key":${JSON.stringify(r.key)},"type":"${r.type}","event":${
-        JSON.stringify(r.event)
-      }}\n`;
+      text += `{"key":${JSON.stringify(r.key)},"type":"${r.type}","event":${eventJson(r)}}\n`;
     }
     await this.#write(text);
   }

@@ -32,7 +32,7 @@ import {
   type OnFailure,
 } from "./_http.ts";
 import { isSecretHeader, urlSecrets } from "../redact.ts";
-import { type EventRecord, FENCE_HEADERS, type SendOptions, type Sink } from "./sink.ts";
+import { eventJson, type EventRecord, FENCE_HEADERS, type SendOptions, type Sink } from "./sink.ts";
 
 /** How a batch is written in the request body. */
 export type WebhookFormat = "ndjson" | "json";
@@ -72,9 +72,7 @@ const log = getLogger(["kevents", "sink", "webhook"]);
 /** The body of a batch in the given format. */
 export function webhookBody(batch: readonly EventRecord[], format: WebhookFormat): string {
   const lines = batch.map((r) =>
-    `{"key":${JSON.stringify(r.key)},"type":${JSON.stringify(r.type)},"event":${
-      JSON.stringify(r.event)
-    }}`
+    `{"key":${JSON.stringify(r.key)},"type":${JSON.stringify(r.type)},"event":${eventJson(r)}}`
   );
   return format === "json" ? `[${lines.join(",")}]` : lines.map((l) => `${l}\n`).join("");
 }
