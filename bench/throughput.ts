@@ -247,8 +247,8 @@ export async function run(options: BenchRunOptions): Promise<void> {
       range(ratioRanges.pumpVsClientNode)
     }`,
   );
-  console.log(`pump / kubectl (watch):   ${verdict(ratios.pumpVsKubectl, 10)}`);
-  console.log(`pump / kubectl (list):    ${verdict(ratios.pumpVsKubectlList, 10)}`);
+  console.log(`pump / kubectl (watch):   ${verdict(ratios.pumpVsKubectl, THROUGHPUT_TARGETS.pumpVsKubectl)}`);
+  console.log(`pump / kubectl (list):    ${verdict(ratios.pumpVsKubectlList, THROUGHPUT_TARGETS.pumpVsKubectl)}`);
   console.log(
     `pump / raw (undici):      ${verdict(ratios.pumpVsRaw, 0.5)}${range(ratioRanges.pumpVsRaw)}`,
   );
