@@ -269,8 +269,8 @@ Deno.test("the manifests agree with each other and with kevents' settings", asyn
       const mebibytes = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN);
       const millicores = (q: string) => Number(/^(\d+)m$/.exec(q)?.[1] ?? NaN);
       const { requests, limits } = c.resources;
-      // The measured peak (200 MiB at 200 events/s) fits under the request.
-      assert.ok(mebibytes(requests.memory) >= 200, "the memory request covers the peak");
+      // The measured peak (85 MiB, docs/BENCHMARKS.md) fits under the request with headroom.
+      assert.ok(mebibytes(requests.memory) >= 1.5 * 85, "the memory request covers the peak");
       assert.ok(mebibytes(limits.memory) >= 2 * mebibytes(requests.memory) - 1);
       assert.ok(millicores(requests.cpu) <= millicores(limits.cpu));
     });
