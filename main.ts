@@ -25,21 +25,21 @@ import {
   configFileCandidates,
   parseConfig,
 } from "./lib/config/mod.ts";
-import { KubeClient } from "./lib/kube_client.ts";
+import { KubeClient } from "./lib/kube/client.ts";
 import {
   KubeConfigError,
   loadKubeConfig,
   type PooledKubeConfig,
   SERVICE_ACCOUNT_DIR,
-} from "./lib/kube_config.ts";
-import { type HealthServer, startHealthServer } from "./lib/health_server.ts";
-import { Liveness } from "./lib/liveness.ts";
-import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "./lib/log.ts";
-import { Metrics } from "./lib/metrics.ts";
+} from "./lib/kube/kubeconfig.ts";
+import { type HealthServer, startHealthServer } from "./lib/ops/health_server.ts";
+import { Liveness } from "./lib/ops/liveness.ts";
+import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "./lib/ops/log.ts";
+import { Metrics } from "./lib/ops/metrics.ts";
 import { createSinks } from "./lib/sinks/mod.ts";
-import { urlSecrets } from "./lib/redact.ts";
+import { urlSecrets } from "./lib/ops/redact.ts";
 import type { Sink } from "./lib/sinks/sink.ts";
-import { formatStatus, readStatus, StatusReadError } from "./lib/status.ts";
+import { formatStatus, readStatus, StatusReadError } from "./lib/ops/status.ts";
 
 /** Resolves when SIGINT or SIGTERM arrives. */
 function shutdownSignal(): { promise: Promise<string>; dispose: () => void } {
@@ -405,7 +405,7 @@ async function main(args: string[]): Promise<number> {
       await setupLogging({ level: "error", json: false });
       try {
         // Loaded only for this command, as the fake API server it embeds.
-        const { runDemo } = await import("./lib/demo.ts");
+        const { runDemo } = await import("./lib/demo/demo.ts");
         const result = await runDemo({ eventsPerSecond: cmd.eventsPerSecond, seed: cmd.seed });
         return result.gaps === 0 ? 0 : 1;
       } finally {

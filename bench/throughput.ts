@@ -247,8 +247,14 @@ export async function run(options: BenchRunOptions): Promise<void> {
       range(ratioRanges.pumpVsClientNode)
     }`,
   );
-  console.log(`pump / kubectl (watch):   ${verdict(ratios.pumpVsKubectl, THROUGHPUT_TARGETS.pumpVsKubectl)}`);
-  console.log(`pump / kubectl (list):    ${verdict(ratios.pumpVsKubectlList, THROUGHPUT_TARGETS.pumpVsKubectl)}`);
+  console.log(
+    `pump / kubectl (watch):   ${verdict(ratios.pumpVsKubectl, THROUGHPUT_TARGETS.pumpVsKubectl)}`,
+  );
+  console.log(
+    `pump / kubectl (list):    ${
+      verdict(ratios.pumpVsKubectlList, THROUGHPUT_TARGETS.pumpVsKubectl)
+    }`,
+  );
   console.log(
     `pump / raw (undici):      ${verdict(ratios.pumpVsRaw, 0.5)}${range(ratioRanges.pumpVsRaw)}`,
   );

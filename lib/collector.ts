@@ -22,27 +22,27 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { AnnotationLock } from "./annotation_lock.ts";
-import { Backoff } from "./backoff.ts";
-import { Checkpointer, type Token } from "./checkpointer.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { AnnotationLock } from "./election/annotation_lock.ts";
+import { Backoff } from "./time/backoff.ts";
+import { Checkpointer, type Token } from "./checkpoint/checkpointer.ts";
+import { type Clock, systemClock } from "./time/clock.ts";
 import type { Config } from "./config/mod.ts";
-import { runControlPlaneCheck, serviceCheckSinks } from "./control_plane_check.ts";
+import { runControlPlaneCheck, serviceCheckSinks } from "./ops/control_plane_check.ts";
 import {
   runElector,
   StepDownError,
   type Term,
   TermExpiredError,
   unelectedTerm,
-} from "./elector.ts";
-import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
-import type { KubeClient } from "./kube_client.ts";
-import { LeaseLock } from "./lease_lock.ts";
-import type { Liveness } from "./liveness.ts";
-import type { Metrics } from "./metrics.ts";
-import { runPump, WatchFailingError } from "./pump.ts";
+} from "./election/elector.ts";
+import { NO_EVENT_FILTERS, planEventFilters } from "./pump/filters.ts";
+import type { KubeClient } from "./kube/client.ts";
+import { LeaseLock } from "./election/lease_lock.ts";
+import type { Liveness } from "./ops/liveness.ts";
+import type { Metrics } from "./ops/metrics.ts";
+import { runPump, WatchFailingError } from "./pump/pump.ts";
 import type { EventRecord, Sink } from "./sinks/sink.ts";
-import type { Lock } from "./lock.ts";
+import type { Lock } from "./election/lock.ts";
 
 /** Options for {@linkcode runCollector}. */
 export interface CollectorOptions {

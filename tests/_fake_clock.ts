@@ -12,7 +12,7 @@
  */
 
 import { AssertionError } from "node:assert/strict";
-import type { Clock } from "../lib/clock.ts";
+import type { Clock } from "../lib/time/clock.ts";
 
 interface Sleeper {
   deadline: number;

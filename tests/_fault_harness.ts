@@ -57,8 +57,8 @@
 
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { TERM_ANNOTATION, TOKEN_KEY } from "../lib/checkpointer.ts";
-import { type Clock, delay } from "../lib/clock.ts";
+import { TERM_ANNOTATION, TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
+import { type Clock, delay } from "../lib/time/clock.ts";
 import { runCollector } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -70,9 +70,9 @@ import {
   type RunningGenerator,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { Liveness } from "../lib/liveness.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { Liveness } from "../lib/ops/liveness.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 
 /** Default bound of every wait of the harness (ms): generous, for a loaded 2-core machine. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Clock } from "../lib/clock.ts";
+import type { Clock } from "../lib/time/clock.ts";
 
 /** A request as the receiver got it. */
 export interface ReceivedRequest {

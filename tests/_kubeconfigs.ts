@@ -6,8 +6,8 @@
 
 import YAML from "yaml";
 import type { FakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { EVENTS, KubeClient } from "../lib/kube_client.ts";
-import type { LoadedKubeConfig } from "../lib/kube_config.ts";
+import { EVENTS, KubeClient } from "../lib/kube/client.ts";
+import type { LoadedKubeConfig } from "../lib/kube/kubeconfig.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
 import { commandSucceeds } from "./_process.ts";
 

@@ -13,9 +13,9 @@
  * @module
  */
 
-import type { Clock } from "../lib/clock.ts";
-import { AlreadyExistsError, ConflictError, KubeNetworkError } from "../lib/errors.ts";
-import type { LeaderElectionRecord, Lock } from "../lib/lock.ts";
+import type { Clock } from "../lib/time/clock.ts";
+import { AlreadyExistsError, ConflictError, KubeNetworkError } from "../lib/kube/errors.ts";
+import type { LeaderElectionRecord, Lock } from "../lib/election/lock.ts";
 
 /** A lock method. */
 export type LockMethod = "get" | "create" | "update";

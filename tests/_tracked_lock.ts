@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { LeaderElectionRecord, Lock } from "../lib/lock.ts";
+import type { LeaderElectionRecord, Lock } from "../lib/election/lock.ts";
 
 /**
  * A Lock that remembers its requests in flight, so the test can wait for

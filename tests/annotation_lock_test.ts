@@ -20,18 +20,18 @@ import {
   LEADER_ANNOTATION,
   LockRecordError,
   metaTime,
-} from "../lib/annotation_lock.ts";
-import { type ElectionTimings, runElector, type Term } from "../lib/elector.ts";
-import { AlreadyExistsError, ConflictError } from "../lib/errors.ts";
+} from "../lib/election/annotation_lock.ts";
+import { type ElectionTimings, runElector, type Term } from "../lib/election/elector.ts";
+import { AlreadyExistsError, ConflictError } from "../lib/kube/errors.ts";
 import {
   type FakeApiServer,
   type KubeObject,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { CONFIGMAPS, ENDPOINTS, KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { microTime } from "../lib/lease_lock.ts";
-import { type LeaderElectionRecord, UNREADABLE_HOLDER } from "../lib/lock.ts";
+import { CONFIGMAPS, ENDPOINTS, KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { microTime } from "../lib/election/lease_lock.ts";
+import { type LeaderElectionRecord, UNREADABLE_HOLDER } from "../lib/election/lock.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { within } from "./_fake_api.ts";
 

@@ -26,7 +26,7 @@ import {
   TOKEN_TIME_SKEW_MS,
   TOKEN_TIMESTAMP,
   tokenFromData,
-} from "../lib/checkpointer.ts";
+} from "../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
 import { type AnyKeySpec, CONFIG_KEYS, ConfigError, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -35,9 +35,9 @@ import {
   type KubeObject,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { isNewer } from "../lib/pump.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { isNewer } from "../lib/pump/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import type { Json } from "./_fake_api.ts";
 import { KeventsProcess, runMain, withTempDir } from "./_process.ts";

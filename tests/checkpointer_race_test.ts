@@ -7,11 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { Checkpointer, TERM_ANNOTATION, TOKEN_KEY } from "../lib/checkpointer.ts";
+import { Checkpointer, TERM_ANNOTATION, TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { Metrics } from "../lib/ops/metrics.ts";
 
 /** The checkpoint ConfigMap's token as the server stores it. */
 function storedToken(server: FakeApiServer): string | undefined {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type Command, parseCommandLine, UsageError } from "../lib/cli/mod.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { EVENTS, KubeClient } from "../lib/kube_client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { EVENTS, KubeClient } from "../lib/kube/client.ts";
 
 Deno.test("the command line parser", async (t) => {
   const defaults = {

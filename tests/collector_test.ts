@@ -16,7 +16,7 @@ import {
   TOKEN_KEY,
   TOKEN_TIMESTAMP,
   tokenFromData,
-} from "../lib/checkpointer.ts";
+} from "../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -27,9 +27,9 @@ import {
   type PolicyRule,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { eventTime, isNewer, runPump } from "../lib/pump.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { eventTime, isNewer, runPump } from "../lib/pump/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { polling, waitUntil, within } from "./_fake_api.ts";

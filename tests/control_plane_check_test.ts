@@ -21,15 +21,15 @@ import {
   readyzChecks,
   runControlPlaneCheck,
   serviceCheckSinks,
-} from "../lib/control_plane_check.ts";
-import { ServerError } from "../lib/errors.ts";
+} from "../lib/ops/control_plane_check.ts";
+import { ServerError } from "../lib/kube/errors.ts";
 import {
   type FakeApiServer,
   type PolicyRule,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import { NullSink } from "../lib/sinks/null.ts";
 import type { EventRecord, ServiceCheck, ServiceCheckSink, Sink } from "../lib/sinks/sink.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";

@@ -6,8 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube_client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube/client.ts";
 import { readLines } from "./_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

@@ -8,10 +8,10 @@ import {
   type Term,
   TermExpiredError,
   validateTimings,
-} from "../lib/elector.ts";
-import { ConflictError } from "../lib/errors.ts";
-import { microTime } from "../lib/lease_lock.ts";
-import type { LeaderElectionRecord } from "../lib/lock.ts";
+} from "../lib/election/elector.ts";
+import { ConflictError } from "../lib/kube/errors.ts";
+import { microTime } from "../lib/election/lease_lock.ts";
+import type { LeaderElectionRecord } from "../lib/election/lock.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { type MemoryLock, MemoryLockStore } from "./_memory_lock.ts";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { EVENT_FIELDS, eventTime, WatchedRecord } from "../lib/event_record.ts";
+import { EVENT_FIELDS, eventTime, WatchedRecord } from "../lib/pump/event_record.ts";
 import { eventJson, type EventRecord, StdoutSink } from "../lib/sinks/mod.ts";
 import { webhookBody } from "../lib/sinks/webhook.ts";
-import type { WatchEvent } from "../lib/watch_stream.ts";
+import type { WatchEvent } from "../lib/pump/watch_stream.ts";
 
 /** The text of an event as an API server sends it (Go escapes `<`, `>` and `&`). */
 const SENT = '{"kind":"Event","apiVersion":"v1","metadata":{"name":"p.1","namespace":"web",' +

@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { KubeNetworkError, UnauthorizedError } from "../lib/errors.ts";
+import { KubeNetworkError, UnauthorizedError } from "../lib/kube/errors.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { EVENTS, KubeClient } from "../lib/kube_client.ts";
-import { type LoadedKubeConfig, loadKubeConfig } from "../lib/kube_config.ts";
+import { EVENTS, KubeClient } from "../lib/kube/client.ts";
+import { type LoadedKubeConfig, loadKubeConfig } from "../lib/kube/kubeconfig.ts";
 import type { Json } from "./_fake_api.ts";
 import {
   fakeServerKubeconfig,

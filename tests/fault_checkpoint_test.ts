@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP } from "../lib/checkpointer.ts";
+import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP } from "../lib/checkpoint/checkpointer.ts";
 import { type FaultHarness, startFaultHarness } from "./_fault_harness.ts";
 
 const KUBECTL = "/usr/bin/kubectl";

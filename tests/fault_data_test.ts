@@ -21,14 +21,14 @@
  */
 
 import assert from "node:assert/strict";
-import { TOKEN_KEY } from "../lib/checkpointer.ts";
-import type { Token } from "../lib/checkpointer.ts";
+import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
+import type { Token } from "../lib/checkpoint/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
 import type { WatchFault } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { Metrics } from "../lib/metrics.ts";
-import { runPump } from "../lib/pump.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { Metrics } from "../lib/ops/metrics.ts";
+import { runPump } from "../lib/pump/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { WebhookSink } from "../lib/sinks/webhook.ts";

@@ -11,10 +11,10 @@
  */
 
 import assert from "node:assert/strict";
-import { TOKEN_KEY } from "../lib/checkpointer.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { runPump } from "../lib/pump.ts";
+import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { runPump } from "../lib/pump/pump.ts";
 import type { Sink } from "../lib/sinks/sink.ts";
 import { type FaultHarness, startFaultHarness } from "./_fault_harness.ts";
 

@@ -27,7 +27,7 @@
  */
 
 import assert from "node:assert/strict";
-import { delay } from "../lib/clock.ts";
+import { delay } from "../lib/time/clock.ts";
 import { FENCE_HEADERS } from "../lib/sinks/sink.ts";
 import { within } from "./_fake_api.ts";
 import { FAULT_BOUND_MS, type FaultHarness, startFaultHarness } from "./_fault_harness.ts";

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { TOKEN_KEY } from "../lib/checkpointer.ts";
+import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
 import { type Config, ConfigError, type ConfigInput, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -34,9 +34,9 @@ import {
   NO_EVENT_FILTERS,
   parseEventFieldSelector,
   planEventFilters,
-} from "../lib/filters.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
+} from "../lib/pump/filters.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 
 // ---- the Agent's filtered_event_types ------------------------------------------

@@ -10,22 +10,22 @@
  */
 
 import assert from "node:assert/strict";
-import { AnnotationLock, LEADER_ANNOTATION } from "../lib/annotation_lock.ts";
-import { type ElectionTimings, runElector, type Term } from "../lib/elector.ts";
+import { AnnotationLock, LEADER_ANNOTATION } from "../lib/election/annotation_lock.ts";
+import { type ElectionTimings, runElector, type Term } from "../lib/election/elector.ts";
 import {
   type FakeApiServer,
   type PolicyRule,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { CONFIGMAPS, ENDPOINTS, KubeClient, LEASES, type ResourceRef } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { LeaseLock, microTime } from "../lib/lease_lock.ts";
+import { CONFIGMAPS, ENDPOINTS, KubeClient, LEASES, type ResourceRef } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { LeaseLock, microTime } from "../lib/election/lease_lock.ts";
 import {
   type LeaderElectionRecord,
   type Lock,
   type LockWatchOptions,
   UNREADABLE_HOLDER,
-} from "../lib/lock.ts";
+} from "../lib/election/lock.ts";
 import { eventually, GUARD_MS, within } from "./_fake_api.ts";
 import { FakeClock, settle } from "./_fake_clock.ts";
 import { MemoryLockStore } from "./_memory_lock.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startHealthServer } from "../lib/health_server.ts";
+import { startHealthServer } from "../lib/ops/health_server.ts";
 
 Deno.test("the health endpoint", async (t) => {
   let ready = false;

@@ -8,7 +8,7 @@ import {
   OBJECT,
   OTHER,
   STRING,
-} from "../lib/json_scan.ts";
+} from "../lib/pump/json_scan.ts";
 
 /** Whether JSON.parse takes `text` as an object (not an array or a scalar). */
 function isJsonObject(text: string): boolean {

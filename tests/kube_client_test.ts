@@ -19,7 +19,7 @@ import {
   TooManyRequestsError,
   UnauthorizedError,
   WatchStalledError,
-} from "../lib/errors.ts";
+} from "../lib/kube/errors.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import {
@@ -28,9 +28,9 @@ import {
   KubeClient,
   type KubeClientOptions,
   LEASES,
-} from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import type { WatchEvent } from "../lib/watch_stream.ts";
+} from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import type { WatchEvent } from "../lib/pump/watch_stream.ts";
 import { clientNodeConfig } from "./_client_node.ts";
 import { eventually, GUARD_MS, within } from "./_fake_api.ts";
 

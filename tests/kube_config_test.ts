@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
-import { UnauthorizedError } from "../lib/errors.ts";
+import { UnauthorizedError } from "../lib/kube/errors.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
-import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube_client.ts";
+import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube/client.ts";
 import {
   KubeConfigError,
   type LoadedKubeConfig,
   loadKubeConfig,
   PooledKubeConfig,
-} from "../lib/kube_config.ts";
+} from "../lib/kube/kubeconfig.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
 import { commandSucceeds, LineReader } from "./_process.ts";
 

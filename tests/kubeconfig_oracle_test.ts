@@ -12,8 +12,8 @@
 import assert from "node:assert/strict";
 import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
-import { EVENTS, KubeClient } from "../lib/kube_client.ts";
-import { KubeConfigError, type LoadedKubeConfig, loadKubeConfig } from "../lib/kube_config.ts";
+import { EVENTS, KubeClient } from "../lib/kube/client.ts";
+import { KubeConfigError, type LoadedKubeConfig, loadKubeConfig } from "../lib/kube/kubeconfig.ts";
 import type { Json } from "./_fake_api.ts";
 import { ConnectProxy } from "./_connect_proxy.ts";
 import {

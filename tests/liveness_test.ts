@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Liveness } from "../lib/liveness.ts";
+import { Liveness } from "../lib/ops/liveness.ts";
 import { FakeClock } from "./_fake_clock.ts";
 
 const LIMIT_MS = 600_000;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
-import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "../lib/log.ts";
+import { addLogSecrets, logLevelFrom, setupLogging, teardownLogging } from "../lib/ops/log.ts";
 
 /** Runs `fn` with logging into memory; returns the lines written. */
 async function captured(json: boolean, fn: () => void): Promise<string[]> {

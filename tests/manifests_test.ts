@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { parseAllDocuments } from "yaml";
-import { TOKEN_KEY } from "../lib/checkpointer.ts";
+import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
 import { CONFIG_KEYS, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -20,8 +20,8 @@ import {
   type PolicyRule,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
 import { commandSucceeds, KeventsProcess, withTempDir } from "./_process.ts";

@@ -8,12 +8,12 @@ import assert from "node:assert/strict";
 import { runTerm } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config/mod.ts";
 import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { startHealthServer } from "../lib/health_server.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { Liveness } from "../lib/liveness.ts";
-import { Metrics } from "../lib/metrics.ts";
-import { runPump } from "../lib/pump.ts";
+import { startHealthServer } from "../lib/ops/health_server.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { Liveness } from "../lib/ops/liveness.ts";
+import { Metrics } from "../lib/ops/metrics.ts";
+import { runPump } from "../lib/pump/pump.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { coreEvent, eventually, within } from "./_fake_api.ts";
 

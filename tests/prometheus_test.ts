@@ -1,5 +1,5 @@
 /**
- * Specification of `lib/prometheus.ts`, the text exposition format 0.0.4:
+ * Specification of `lib/ops/prometheus.ts`, the text exposition format 0.0.4:
  * escaping, cumulative histogram buckets up to `+Inf`, counters that only go
  * up, gauges read at scrape time, names checked at creation, numbers as
  * Prometheus reads them.
@@ -12,8 +12,8 @@
  */
 
 import assert from "node:assert/strict";
-import { Counter, Gauge, Histogram, Registry } from "../lib/prometheus.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { Counter, Gauge, Histogram, Registry } from "../lib/ops/prometheus.ts";
+import { Metrics } from "../lib/ops/metrics.ts";
 import { commandSucceeds } from "./_process.ts";
 
 const PYTHON = "/usr/bin/python3";

@@ -14,11 +14,15 @@
 
 import { TrackedLock } from "./_tracked_lock.ts";
 import assert from "node:assert/strict";
-import { AnnotationLock, decodeRecord, LEADER_ANNOTATION } from "../lib/annotation_lock.ts";
-import { type ElectionTimings, runElector, type Term } from "../lib/elector.ts";
+import {
+  AnnotationLock,
+  decodeRecord,
+  LEADER_ANNOTATION,
+} from "../lib/election/annotation_lock.ts";
+import { type ElectionTimings, runElector, type Term } from "../lib/election/elector.ts";
 import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import { polling, waitUntil, within } from "./_fake_api.ts";
 import { commandSucceeds, LineReader, withTempDir } from "./_process.ts";
 

@@ -32,9 +32,9 @@ import {
   type RequestLogEntry,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { readStatus } from "../lib/status.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { readStatus } from "../lib/ops/status.ts";
 import type { EventRecord, Sink } from "../lib/sinks/sink.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
 import { startReceiver } from "./_http_receiver.ts";

@@ -9,14 +9,14 @@
 import assert from "node:assert/strict";
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { TOKEN_KEY } from "../lib/checkpointer.ts";
+import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
 import { ConfigError, parseConfig } from "../lib/config/mod.ts";
 import { EventGenerator, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
-import { KubeClient } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { isSecretHeader, urlSecrets } from "../lib/redact.ts";
+import { KubeClient } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { isSecretHeader, urlSecrets } from "../lib/ops/redact.ts";
 import { HttpSinkError, parseRetryAfter, redact } from "../lib/sinks/_http.ts";
 import { createSinks, isServiceCheckSink } from "../lib/sinks/mod.ts";
 import type { EventRecord } from "../lib/sinks/sink.ts";

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import type { V1ConfigMap, V1Lease } from "@kubernetes/client-node";
-import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP } from "../lib/checkpointer.ts";
+import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP } from "../lib/checkpoint/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config/mod.ts";
 import {
@@ -15,11 +15,11 @@ import {
   type PolicyRule,
   startFakeApiServer,
 } from "../lib/fake_apiserver/mod.ts";
-import { CONFIGMAPS, EVENTS, KubeClient, LEASES } from "../lib/kube_client.ts";
-import { PooledKubeConfig } from "../lib/kube_config.ts";
-import { microTime } from "../lib/lease_lock.ts";
+import { CONFIGMAPS, EVENTS, KubeClient, LEASES } from "../lib/kube/client.ts";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
+import { microTime } from "../lib/election/lease_lock.ts";
 import { NullSink } from "../lib/sinks/null.ts";
-import { formatStatus, readStatus, type Status, StatusReadError } from "../lib/status.ts";
+import { formatStatus, readStatus, type Status, StatusReadError } from "../lib/ops/status.ts";
 import { coreEvent, eventually } from "./_fake_api.ts";
 
 const NS = "default";

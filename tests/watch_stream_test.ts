@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { GoneError, KubeApiError, WatchDecodeError } from "../lib/errors.ts";
-import { parseWatchLine, readWatchBatches, type WatchEvent } from "../lib/watch_stream.ts";
+import { GoneError, KubeApiError, WatchDecodeError } from "../lib/kube/errors.ts";
+import { parseWatchLine, readWatchBatches, type WatchEvent } from "../lib/pump/watch_stream.ts";
 
 const encoder = new TextEncoder();
 

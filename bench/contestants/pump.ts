@@ -15,10 +15,10 @@
  */
 
 import type { V1ConfigMap } from "@kubernetes/client-node";
-import { TOKEN_KEY } from "../../lib/checkpointer.ts";
+import { TOKEN_KEY } from "../../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../../lib/collector.ts";
 import { parseConfig } from "../../lib/config/mod.ts";
-import { NotFoundError } from "../../lib/errors.ts";
+import { NotFoundError } from "../../lib/kube/errors.ts";
 import {
   CONFIGMAPS,
   KubeClient,
@@ -27,12 +27,12 @@ import {
   type RequestOptions,
   type ResourceRef,
   type WatchOptions,
-} from "../../lib/kube_client.ts";
-import { PooledKubeConfig } from "../../lib/kube_config.ts";
-import { setupLogging } from "../../lib/log.ts";
-import { Metrics } from "../../lib/metrics.ts";
+} from "../../lib/kube/client.ts";
+import { PooledKubeConfig } from "../../lib/kube/kubeconfig.ts";
+import { setupLogging } from "../../lib/ops/log.ts";
+import { Metrics } from "../../lib/ops/metrics.ts";
 import { NullSink } from "../../lib/sinks/null.ts";
-import type { WatchEvent } from "../../lib/watch_stream.ts";
+import type { WatchEvent } from "../../lib/pump/watch_stream.ts";
 import type { Contestant, ContestantOptions, Figures, Progress } from "./types.ts";
 
 /** A KubeClient that counts list pages, watches and ConfigMap writes. */

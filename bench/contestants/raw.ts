@@ -10,7 +10,7 @@
  */
 
 import { Agent } from "undici";
-import { PooledKubeConfig } from "../../lib/kube_config.ts";
+import { PooledKubeConfig } from "../../lib/kube/kubeconfig.ts";
 import type { Contestant, ContestantOptions, Figures, Progress } from "./types.ts";
 
 function watchPath(o: ContestantOptions): string {

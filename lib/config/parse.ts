@@ -13,7 +13,7 @@ import {
   type EventFilterSettings,
   FilteredEventTypeError,
   filtersAnything,
-} from "../filters.ts";
+} from "../pump/filters.ts";
 import { completed, type Origin, resolveKey } from "./_resolve.ts";
 import { parseBool } from "./_values.ts";
 import { applyAgent5Settings } from "./agent5.ts";

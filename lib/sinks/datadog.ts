@@ -44,8 +44,8 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import type { Clock } from "../clock.ts";
-import { eventTime } from "../event_record.ts";
+import type { Clock } from "../time/clock.ts";
+import { eventTime } from "../pump/event_record.ts";
 import {
   displayUrl,
   HttpSender,

@@ -6,7 +6,7 @@
  */
 
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
-import type { Metrics } from "../metrics.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import { type Config, ConfigError } from "../config/mod.ts";
 import type { HttpTlsOptions } from "./_http.ts";
 import { DatadogSink } from "./datadog.ts";

@@ -15,8 +15,8 @@
  */
 
 import type { V1Lease } from "@kubernetes/client-node";
-import { NotFoundError } from "./errors.ts";
-import { type KubeClient, LEASES } from "./kube_client.ts";
+import { NotFoundError } from "../kube/errors.ts";
+import { type KubeClient, LEASES } from "../kube/client.ts";
 import {
   type LeaderElectionRecord,
   type Lock,

@@ -31,17 +31,17 @@
 
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { type Clock, systemClock } from "./clock.ts";
-import { Backoff } from "./backoff.ts";
-import type { Metrics } from "./metrics.ts";
+import { type Clock, systemClock } from "../time/clock.ts";
+import { Backoff } from "../time/backoff.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import {
   AlreadyExistsError,
   ConflictError,
   ForbiddenError,
   InvalidError,
   NotFoundError,
-} from "./errors.ts";
-import { CONFIGMAPS, type KubeClient } from "./kube_client.ts";
+} from "../kube/errors.ts";
+import { CONFIGMAPS, type KubeClient } from "../kube/client.ts";
 
 /** The ConfigMap data key of the resourceVersion. */
 export const TOKEN_KEY = "event.tokenKey";

@@ -26,14 +26,19 @@
  */
 
 import type { CoreV1Event, V1ConfigMap } from "@kubernetes/client-node";
-import { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
-import { TERM_ANNOTATION, TOKEN_KEY, TOKEN_TIMESTAMP, tokenFromData } from "./checkpointer.ts";
-import type { Config, LockResource } from "./config/mod.ts";
-import { GoneError, NotFoundError, WatchStalledError } from "./errors.ts";
-import { NO_EVENT_FILTERS, planEventFilters } from "./filters.ts";
-import { CONFIGMAPS, EVENTS, type KubeClient } from "./kube_client.ts";
-import { LeaseLock } from "./lease_lock.ts";
-import type { LeaderElectionRecord } from "./lock.ts";
+import { AnnotationLock, recordTimeMs } from "../election/annotation_lock.ts";
+import {
+  TERM_ANNOTATION,
+  TOKEN_KEY,
+  TOKEN_TIMESTAMP,
+  tokenFromData,
+} from "../checkpoint/checkpointer.ts";
+import type { Config, LockResource } from "../config/mod.ts";
+import { GoneError, NotFoundError, WatchStalledError } from "../kube/errors.ts";
+import { NO_EVENT_FILTERS, planEventFilters } from "../pump/filters.ts";
+import { CONFIGMAPS, EVENTS, type KubeClient } from "../kube/client.ts";
+import { LeaseLock } from "../election/lease_lock.ts";
+import type { LeaderElectionRecord } from "../election/lock.ts";
 
 /** What the lock object holds. */
 export type LockState = "held" | "released" | "absent" | "invalid";

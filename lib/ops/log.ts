@@ -16,7 +16,7 @@ import {
   reset,
   type TextFormatter,
 } from "@logtape/logtape";
-import { ConfigError } from "./config/mod.ts";
+import { ConfigError } from "../config/mod.ts";
 import { redact } from "./redact.ts";
 
 /** Credentials no log line may show (see {@linkcode addLogSecrets}). */

@@ -54,9 +54,9 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { type Clock, monotonicNow, systemClock } from "./clock.ts";
-import { Backoff } from "./backoff.ts";
-import { AlreadyExistsError, ConflictError } from "./errors.ts";
+import { type Clock, monotonicNow, systemClock } from "../time/clock.ts";
+import { Backoff } from "../time/backoff.ts";
+import { AlreadyExistsError, ConflictError } from "../kube/errors.ts";
 import { microTime } from "./lease_lock.ts";
 import type { LeaderElectionRecord, Lock } from "./lock.ts";
 

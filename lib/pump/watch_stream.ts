@@ -16,7 +16,7 @@
  * @module
  */
 
-import { errorFromStatus, type KubeStatus, WatchDecodeError } from "./errors.ts";
+import { errorFromStatus, type KubeStatus, WatchDecodeError } from "../kube/errors.ts";
 import { ABSENT, ESCAPED_STRING, JsonPicker, NULL, OBJECT, STRING } from "./json_scan.ts";
 
 /** Watch event types the API server sends. */

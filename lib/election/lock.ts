@@ -25,8 +25,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { GoneError, NotFoundError } from "./errors.ts";
-import type { KubeClient, ResourceRef } from "./kube_client.ts";
+import { GoneError, NotFoundError } from "../kube/errors.ts";
+import type { KubeClient, ResourceRef } from "../kube/client.ts";
 
 /** The election record, as client-go's LeaderElectionRecord. */
 export interface LeaderElectionRecord {

@@ -34,9 +34,9 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { Backoff } from "./backoff.ts";
-import type { Token } from "./checkpointer.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { Backoff } from "../time/backoff.ts";
+import type { Token } from "../checkpoint/checkpointer.ts";
+import { type Clock, systemClock } from "../time/clock.ts";
 import {
   BadRequestError,
   ForbiddenError,
@@ -47,13 +47,13 @@ import {
   NotFoundError,
   UnauthorizedError,
   WatchStalledError,
-} from "./errors.ts";
-import { ShutdownBudgetError, TermExpiredError } from "./elector.ts";
-import { EVENTS, type KubeClient } from "./kube_client.ts";
+} from "../kube/errors.ts";
+import { ShutdownBudgetError, TermExpiredError } from "../election/elector.ts";
+import { EVENTS, type KubeClient } from "../kube/client.ts";
 import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
-import type { Liveness } from "./liveness.ts";
-import { eventTypeLabel, type Metrics } from "./metrics.ts";
-import type { EventRecord, Fence, Sink } from "./sinks/sink.ts";
+import type { Liveness } from "../ops/liveness.ts";
+import { eventTypeLabel, type Metrics } from "../ops/metrics.ts";
+import type { EventRecord, Fence, Sink } from "../sinks/sink.ts";
 
 /** Options for {@linkcode runPump}. */
 export interface PumpOptions {

@@ -11,15 +11,15 @@
  * @module
  */
 
-import { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "./audit.ts";
-import type { Token } from "./checkpointer.ts";
-import { runCollector } from "./collector.ts";
-import { parseConfig } from "./config/mod.ts";
-import type { Term } from "./elector.ts";
-import { EventGenerator, type FakeApiServer, startFakeApiServer } from "./fake_apiserver/mod.ts";
-import { KubeClient } from "./kube_client.ts";
-import { PooledKubeConfig } from "./kube_config.ts";
-import type { EventRecord, Sink } from "./sinks/sink.ts";
+import { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "../ops/audit.ts";
+import type { Token } from "../checkpoint/checkpointer.ts";
+import { runCollector } from "../collector.ts";
+import { parseConfig } from "../config/mod.ts";
+import type { Term } from "../election/elector.ts";
+import { EventGenerator, type FakeApiServer, startFakeApiServer } from "../fake_apiserver/mod.ts";
+import { KubeClient } from "../kube/client.ts";
+import { PooledKubeConfig } from "../kube/kubeconfig.ts";
+import type { EventRecord, Sink } from "../sinks/sink.ts";
 
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Store } from "./fake_apiserver/store.ts";
+import type { Store } from "../fake_apiserver/store.ts";
 
 /** The outcome of an audit. */
 export interface DeliveryAudit {

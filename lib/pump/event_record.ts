@@ -11,7 +11,7 @@
  */
 
 import type { CoreV1Event } from "@kubernetes/client-node";
-import type { EventRecord } from "./sinks/sink.ts";
+import type { EventRecord } from "../sinks/sink.ts";
 import type { WatchEvent } from "./watch_stream.ts";
 
 /**

@@ -4,7 +4,7 @@
  *
  * - `/healthz` (and `/livez`): liveness. Fails (503) when this replica leads
  *   but its event watch has received nothing for longer than the stall
- *   limit although the pump restarted it (see lib/liveness.ts); a restart
+ *   limit although the pump restarted it (see lib/ops/liveness.ts); a restart
  *   of the process is then the remedy. A follower is always live.
  * - `/readyz`: readiness: configuration loaded and the collector started.
  *   A waiting candidate is ready too: readiness is not leadership.

@@ -77,8 +77,8 @@
  * @module
  */
 
-import { NotFoundError } from "./errors.ts";
-import { CONFIGMAPS, ENDPOINTS, type KubeClient, type ResourceRef } from "./kube_client.ts";
+import { NotFoundError } from "../kube/errors.ts";
+import { CONFIGMAPS, ENDPOINTS, type KubeClient, type ResourceRef } from "../kube/client.ts";
 import {
   type LeaderElectionRecord,
   type Lock,
