@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { TERM_ANNOTATION } from "../lib/checkpoint/checkpointer.ts";
 import { runTerm } from "../lib/collector.ts";
 import { type Config, parseConfig } from "../lib/config/mod.ts";
 import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
@@ -234,7 +235,14 @@ Deno.test("a deposed leader's refused checkpoint write counts as fenced", async 
       signal: b.signal,
     });
     try {
-      await eventually(() => server.watchCount === 2, "b's watch", BOUND_MS);
+      // b's stamp is in the ConfigMap. (Not "b's watch is open": a, reading the ConfigMap every
+      // idle interval, may meet the stamp and end before b's watch opens on a loaded machine.)
+      const stampedBy = () => {
+        const cm = server.get("configmaps", config.resourcesNamespace, config.tokenConfigMapName);
+        return (cm?.metadata as { annotations?: Record<string, string> } | undefined)
+          ?.annotations?.[TERM_ANNOTATION];
+      };
+      await eventually(() => stampedBy()?.startsWith("b") === true, "b's stamp", BOUND_MS);
       server.create("events", "default", coreEvent("default", "web-0.x"));
       // a's term ends by itself once its write is fenced.
       await within(termA, BOUND_MS, "a's term to end on the fenced write");
