@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import YAML from "yaml";
 import { UnauthorizedError } from "../lib/kube/errors.ts";
-import { type FakeApiServer, startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
+import { startFakeApiServer } from "../lib/fake_apiserver/mod.ts";
 import { generateTlsMaterial } from "../lib/fake_apiserver/tls.ts";
 import { CONFIGMAPS, EVENTS, KubeClient } from "../lib/kube/client.ts";
 import {
@@ -10,7 +10,8 @@ import {
   loadKubeConfig,
   PooledKubeConfig,
 } from "../lib/kube/kubeconfig.ts";
-import { coreEvent, type Json } from "./_fake_api.ts";
+import type { Json } from "./_fake_api.ts";
+import { listAndWatchEvents } from "./_kubeconfigs.ts";
 import { commandSucceeds, LineReader } from "./_process.ts";
 
 /** A kubeconfig (YAML) for a cluster that nobody listens on; loading never connects. */
@@ -280,39 +281,6 @@ Deno.test("loadKubeConfig in a pod uses the service account and reaches the API 
 });
 
 // ---- tokens with a trailing newline ---------------------------------------------------
-
-/**
- * Lists events, then watches from the list and sees an event created once
- * the watch is open: what the pump does with the client. Returns the names
- * seen.
- */
-async function listAndWatchEvents(
-  loaded: LoadedKubeConfig,
-  server: FakeApiServer,
-  name: string,
-): Promise<{ listed: string[]; watched: string[] }> {
-  const client = new KubeClient(loaded.config, { requestTimeoutMs: 5_000 });
-  try {
-    server.create("events", "default", coreEvent("default", `${name}-listed.1`));
-    const page = await client.list<Json>(EVENTS);
-    const listed = page.items.map((e) => e.metadata.name as string);
-    const watched: string[] = [];
-    for await (
-      const batch of client.watchBatches<Json>(EVENTS, {
-        resourceVersion: page.resourceVersion,
-        // Bounds the test: the server ends the watch if the event never comes.
-        timeoutSeconds: 20,
-        onOpen: () => server.create("events", "default", coreEvent("default", `${name}-watched.1`)),
-      })
-    ) {
-      watched.push(...batch.map((e) => e.object.metadata.name as string));
-      if (watched.length > 0) break;
-    }
-    return { listed, watched };
-  } finally {
-    await client.close();
-  }
-}
 
 Deno.test("a token that ends in a newline authenticates lists and watches, as with kubectl", async (t) => {
   await using server = await startFakeApiServer();
