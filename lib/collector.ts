@@ -22,27 +22,23 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { AnnotationLock } from "./election/annotation_lock.ts";
-import { Backoff } from "./time/backoff.ts";
-import { Checkpointer, type Token } from "./checkpoint/checkpointer.ts";
-import { type Clock, systemClock } from "./time/clock.ts";
-import type { Config } from "./config/mod.ts";
-import { runControlPlaneCheck, serviceCheckSinks } from "./ops/control_plane_check.ts";
 import {
+  AnnotationLock,
+  LeaseLock,
+  type Lock,
   runElector,
   StepDownError,
   type Term,
   TermExpiredError,
   unelectedTerm,
-} from "./election/elector.ts";
-import { NO_EVENT_FILTERS, planEventFilters } from "./pump/filters.ts";
-import type { KubeClient } from "./kube/client.ts";
-import { LeaseLock } from "./election/lease_lock.ts";
-import type { Liveness } from "./ops/liveness.ts";
-import type { Metrics } from "./ops/metrics.ts";
-import { runPump, WatchFailingError } from "./pump/pump.ts";
-import type { EventRecord, Sink } from "./sinks/sink.ts";
-import type { Lock } from "./election/lock.ts";
+} from "./election/mod.ts";
+import { Backoff, type Clock, systemClock } from "./time/mod.ts";
+import { Checkpointer, type Token } from "./checkpoint/mod.ts";
+import type { Config } from "./config/mod.ts";
+import { type Liveness, type Metrics, runControlPlaneCheck, serviceCheckSinks } from "./ops/mod.ts";
+import { NO_EVENT_FILTERS, planEventFilters, runPump, WatchFailingError } from "./pump/mod.ts";
+import type { KubeClient } from "./kube/mod.ts";
+import type { EventRecord, Sink } from "./sinks/mod.ts";
 
 /** Options for {@linkcode runCollector}. */
 export interface CollectorOptions {

@@ -32,7 +32,7 @@ import { PooledKubeConfig } from "../../lib/kube/kubeconfig.ts";
 import { setupLogging } from "../../lib/ops/log.ts";
 import { Metrics } from "../../lib/ops/metrics.ts";
 import { NullSink } from "../../lib/sinks/null.ts";
-import type { WatchEvent } from "../../lib/pump/watch_stream.ts";
+import type { WatchEvent } from "../../lib/kube/watch_stream.ts";
 import type { Contestant, ContestantOptions, Figures, Progress } from "./types.ts";
 
 /** A KubeClient that counts list pages, watches and ConfigMap writes. */

@@ -1,10 +1,11 @@
 /**
- * `kevents fake-apiserver`: its options and their parser. main.ts runs the
- * server.
+ * `kevents fake-apiserver`: its options, their parser, and the command,
+ * which runs the fake API server (loaded only for this command) until stopped.
  *
  * @module
  */
 
+import { type CommandContext, stopName } from "./_context.ts";
 import { type HelpCommand, number, type OptionSpec, parseOptions, path } from "./_options.ts";
 
 /** Options of `kevents fake-apiserver`. */
@@ -91,4 +92,64 @@ export function parseFakeApiServer(args: readonly string[]): FakeApiServerComman
     eventTtlSeconds: 3600,
     eventsWatchQuirk: false,
   }, OPTIONS);
+}
+
+/**
+ * Runs `kevents fake-apiserver` until `ctx.stop`: writes the kubeconfig,
+ * generates events if asked, prints where to point kubectl.
+ */
+export async function runFakeApiServer(
+  cmd: FakeApiServerCommand,
+  ctx: CommandContext,
+): Promise<number> {
+  // Loaded only for this command: `kevents run` keeps none of it in memory.
+  const { EventGenerator, startFakeApiServer } = await import("../fake_apiserver/mod.ts");
+  const server = await startFakeApiServer({
+    port: cmd.port,
+    tls: !cmd.plainHttp,
+    // Nobody sends credentials over plain HTTP: requests act as the admin,
+    // as behind kubectl proxy, and the kubeconfig written holds no token.
+    anonymousAuth: cmd.plainHttp ? "admin" : false,
+    eventTtlMs: cmd.eventTtlSeconds * 1000,
+    eventsWatchQuirk: cmd.eventsWatchQuirk,
+  });
+  try {
+    await Deno.writeTextFile(cmd.kubeconfigOut, server.kubeconfig(), { mode: 0o600 });
+    const generator = cmd.eventsPerSecond > 0
+      ? server.startEventGenerator(new EventGenerator({ seed: cmd.seed }), {
+        ratePerSecond: cmd.eventsPerSecond,
+        total: cmd.eventsTotal,
+      })
+      : undefined;
+    console.log(`Fake Kubernetes API server listening on ${server.url}`);
+    console.log(`Kubeconfig written to ${cmd.kubeconfigOut}; try:`);
+    console.log(`  KUBECONFIG=${cmd.kubeconfigOut} kubectl get events -A --watch`);
+    console.log(
+      generator === undefined
+        ? "No events are generated (--events-per-second 0)."
+        : `Generating ${cmd.eventsPerSecond} events per second (seed ${cmd.seed}). Stop with Ctrl-C.`,
+    );
+    generator?.done.then((n) => {
+      if (cmd.eventsTotal !== undefined) console.log(`Generator finished after ${n} changes.`);
+    });
+    await stopped(ctx.stop);
+    const sig = stopName(ctx.stop);
+    const generated = await generator?.stop();
+    console.log(
+      `Stopping on ${sig}${
+        generated === undefined ? "" : ` after ${generated} generated changes`
+      }.`,
+    );
+    return 0;
+  } finally {
+    await server.close();
+  }
+}
+
+/** Resolves when `signal` is aborted. */
+function stopped(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
 }

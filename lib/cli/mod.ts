@@ -1,11 +1,15 @@
 /**
  * The command line: a pure parser from `Deno.args` to a plain command
- * object. main.ts runs the command; nothing here reads the environment.
+ * object, and the commands. main.ts parses, hands the command the
+ * environment and a stop signal ({@linkcode CommandContext}), and exits with
+ * the code it returns; nothing here reads the process's environment,
+ * arguments or signals.
  *
  * One file a subcommand (`run.ts`, `status.ts`, `demo.ts`,
- * `fake_apiserver.ts`) holds its options and their parser; `usage.ts` the
- * version, the help text and {@linkcode UsageError}; `_options.ts` what the
- * parsers share. Other modules import from this file only.
+ * `fake_apiserver.ts`) holds its options, their parser and the command;
+ * `usage.ts` the version, the help text and {@linkcode UsageError};
+ * `_options.ts` what the parsers share, `_context.ts` what main.ts gives a
+ * command. Other modules import from this file only.
  *
  * @module
  */
@@ -17,10 +21,11 @@ import { parseRun, type RunCommand } from "./run.ts";
 import { parseStatus, type StatusCommand } from "./status.ts";
 import { UsageError } from "./usage.ts";
 
-export type { DemoCommand } from "./demo.ts";
-export type { FakeApiServerCommand } from "./fake_apiserver.ts";
-export type { RunCommand } from "./run.ts";
-export type { StatusCommand, StatusOutput } from "./status.ts";
+export { type CommandContext, StopRequested } from "./_context.ts";
+export { type DemoCommand, runDemoCommand } from "./demo.ts";
+export { type FakeApiServerCommand, runFakeApiServer } from "./fake_apiserver.ts";
+export { type RunCommand, runRun } from "./run.ts";
+export { runStatus, type StatusCommand, type StatusOutput } from "./status.ts";
 export { USAGE, UsageError, VERSION } from "./usage.ts";
 
 /** A parsed command line. */

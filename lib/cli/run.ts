@@ -1,10 +1,36 @@
 /**
- * `kevents run`, the default command: its options and their parser.
+ * `kevents run`, the default command: its options, their parser, and the
+ * command itself, which wires logging, configuration, the kubeconfig, the
+ * sinks and the health server around the collector.
  *
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
+import { runCollector } from "../collector.ts";
+import { type Config, ConfigError, loadConfig } from "../config/mod.ts";
+import {
+  KubeClient,
+  KubeConfigError,
+  loadKubeConfig,
+  type PooledKubeConfig,
+  SERVICE_ACCOUNT_DIR,
+} from "../kube/mod.ts";
+import {
+  addLogSecrets,
+  type HealthServer,
+  Liveness,
+  logLevelFrom,
+  Metrics,
+  setupLogging,
+  startHealthServer,
+  teardownLogging,
+  urlSecrets,
+} from "../ops/mod.ts";
+import { createSinks, type Sink } from "../sinks/mod.ts";
+import { type CommandContext, stopName } from "./_context.ts";
 import { type HelpCommand, type OptionSpec, parseOptions, path } from "./_options.ts";
+import { VERSION } from "./usage.ts";
 
 /** Options of `kevents run`. */
 export interface RunCommand {
@@ -23,4 +49,135 @@ const OPTIONS: Readonly<Record<string, OptionSpec<RunCommand>>> = {
 /** Parses the arguments after `run` (or all of them, when the command is left out). */
 export function parseRun(args: readonly string[]): RunCommand | HelpCommand {
   return parseOptions("run", args, { name: "run" }, OPTIONS);
+}
+
+/** The configured credentials, which no log line may show. */
+function configSecrets(config: Config): string[] {
+  // Every header value, not only those named like credentials: a receiver
+  // may take its key in any header (X-Custom-Auth, DD-Application-Key...).
+  // A URL's query values and user info are often credentials too (?token=).
+  return [
+    config.datadog.apiKey,
+    config.webhook.bearerToken,
+    ...Object.values(config.webhook.headers),
+    ...urlSecrets(config.webhook.url),
+    ...urlSecrets(config.datadog.url),
+  ].filter((s): s is string => s !== undefined);
+}
+
+/** The kubeconfig user's static credentials, which no log line may show. */
+function kubeConfigSecrets(kube: PooledKubeConfig): string[] {
+  const user = kube.getCurrentUser();
+  return [user?.token, user?.password, user?.keyData].filter((s): s is string =>
+    typeof s === "string"
+  );
+}
+
+function uniqueSuffix(): string {
+  return [...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/**
+ * Runs `kevents run` until `ctx.stop`: logging, configuration, kubeconfig,
+ * sinks and the health server, then the collector. Returns the exit code:
+ * 2 for bad configuration (nothing started), 1 when the health endpoint
+ * cannot be served, 0 after a clean stop.
+ */
+export async function runRun(cmd: RunCommand, ctx: CommandContext): Promise<number> {
+  const { env } = ctx;
+  let level;
+  try {
+    level = logLevelFrom(env.DD_LOG_LEVEL);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`kevents: ${e.message}`);
+    return 2;
+  }
+  await setupLogging({ level });
+  const log = getLogger(["kevents"]);
+  let config: Config;
+  let client: KubeClient;
+  let sinks: Sink[];
+  const metrics = new Metrics();
+  const liveness = new Liveness();
+  metrics.watchActivityFrom(() => liveness.lastReceivedAt);
+  try {
+    config = loadConfig({
+      config: cmd.config,
+      env,
+      serviceAccountNamespaceFile: `${SERVICE_ACCOUNT_DIR}/namespace`,
+    });
+    addLogSecrets(configSecrets(config));
+    const kube = loadKubeConfig({
+      path: cmd.kubeconfig,
+      envKubeconfig: env.KUBECONFIG,
+      home: env.HOME,
+      serviceHost: env.KUBERNETES_SERVICE_HOST,
+      servicePort: env.KUBERNETES_SERVICE_PORT,
+    });
+    addLogSecrets(kubeConfigSecrets(kube.config));
+    // Token files and exec plugins give their secrets at run time.
+    kube.config.onSecret = (secret) => addLogSecrets([secret]);
+    for (const w of [...config.warnings, ...kube.warnings]) log.warn(w);
+    client = new KubeClient(kube.config, {
+      requestTimeoutMs: config.timings.requestTimeoutMs,
+      userAgent: `kevents/${VERSION}`,
+      metrics,
+    });
+    log.info("Using {origin} ({server})", { origin: kube.origin, server: client.server });
+    sinks = createSinks(config, { userAgent: `kevents/${VERSION}`, metrics });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof KubeConfigError) {
+      log.fatal(e.message);
+      await teardownLogging();
+      return 2;
+    }
+    throw e;
+  }
+  let started = false;
+  let health: HealthServer;
+  try {
+    health = await startHealthServer({
+      hostname: config.health.address,
+      port: config.health.port,
+      ready: () => started,
+      live: () => liveness.check(config.health.watchStallLimitMs),
+      metrics: async () => ({ contentType: metrics.contentType, text: await metrics.render() }),
+    });
+  } catch (e) {
+    log.fatal(
+      "Cannot serve the health endpoint on {address} port {port} (kevents_health_address, " +
+        "kevents_health_port): {error}",
+      { address: config.health.address, port: config.health.port, error: String(e) },
+    );
+    await Promise.all(sinks.map((s) => s.close()));
+    await client.close();
+    await teardownLogging();
+    return 1;
+  }
+  const host = config.health.address.includes(":")
+    ? `[${config.health.address}]`
+    : config.health.address;
+  log.info("Health and metrics on {url} (/healthz, /readyz, /metrics)", {
+    url: `http://${host}:${health.port}`,
+    address: config.health.address,
+    port: health.port,
+  });
+  const identity = `${env.POD_NAME || env.HOSTNAME || "kevents"}-${uniqueSuffix()}`;
+  const logStop = () => log.info("Stopping on {signal}", { signal: stopName(ctx.stop) });
+  ctx.stop.addEventListener("abort", logStop, { once: true });
+  try {
+    log.info("Starting as {identity}", { identity });
+    started = true;
+    await runCollector({ client, config, identity, sinks, metrics, liveness }, ctx.stop);
+    return 0;
+  } finally {
+    ctx.stop.removeEventListener("abort", logStop);
+    await health.close();
+    await Promise.all(sinks.map((s) => s.close()));
+    await client.close();
+    log.info("Stopped");
+    await teardownLogging();
+  }
 }

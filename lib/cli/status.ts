@@ -1,11 +1,15 @@
 /**
- * `kevents status`: its options and their parser.
+ * `kevents status`: its options, their parser, and the command: settings
+ * resolved as for run, then read-only requests; it never logs credentials.
  *
  * @module
  */
 
+import { type Config, ConfigError, loadConfig } from "../config/mod.ts";
+import { KubeClient, KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "../kube/mod.ts";
+import { formatStatus, readStatus, StatusReadError } from "../ops/mod.ts";
 import { type HelpCommand, type OptionSpec, parseOptions, path } from "./_options.ts";
-import { UsageError } from "./usage.ts";
+import { UsageError, VERSION } from "./usage.ts";
 
 /** Output formats of `kevents status`. */
 export type StatusOutput = "text" | "json";
@@ -40,4 +44,50 @@ const OPTIONS: Readonly<Record<string, OptionSpec<StatusCommand>>> = {
 /** Parses the arguments after `status`. */
 export function parseStatus(args: readonly string[]): StatusCommand | HelpCommand {
   return parseOptions("status", args, { name: "status", output: "text" }, OPTIONS);
+}
+
+/** Runs `kevents status`; returns the exit code (2 bad configuration, 1 the cluster could not be read). */
+export async function runStatus(
+  cmd: StatusCommand,
+  env: Record<string, string>,
+): Promise<number> {
+  let config: Config;
+  let client: KubeClient;
+  try {
+    config = loadConfig({
+      config: cmd.config,
+      env,
+      serviceAccountNamespaceFile: `${SERVICE_ACCOUNT_DIR}/namespace`,
+    });
+    const kube = loadKubeConfig({
+      path: cmd.kubeconfig,
+      envKubeconfig: env.KUBECONFIG,
+      home: env.HOME,
+      serviceHost: env.KUBERNETES_SERVICE_HOST,
+      servicePort: env.KUBERNETES_SERVICE_PORT,
+    });
+    for (const w of [...config.warnings, ...kube.warnings]) console.error(`kevents: warning: ${w}`);
+    client = new KubeClient(kube.config, {
+      requestTimeoutMs: config.timings.requestTimeoutMs,
+      userAgent: `kevents/${VERSION}`,
+    });
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof KubeConfigError) {
+      console.error(`kevents: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  try {
+    console.log(formatStatus(await readStatus(client, config), cmd.output));
+    return 0;
+  } catch (e) {
+    if (e instanceof StatusReadError) {
+      console.error(`kevents: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    await client.close();
+  }
 }

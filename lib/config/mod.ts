@@ -31,3 +31,4 @@ export { configFileCandidates } from "./files.ts";
 export { parseConfig } from "./parse.ts";
 export { type AnyKeySpec, CONFIG_KEYS } from "./settings.ts";
 export type { Config, ConfigInput, LockResource } from "./types.ts";
+export { loadConfig, type LoadConfigOptions } from "./load.ts";

@@ -13,7 +13,7 @@ import {
   type EventFilterSettings,
   FilteredEventTypeError,
   filtersAnything,
-} from "../pump/filters.ts";
+} from "../pump/mod.ts";
 import { completed, type Origin, resolveKey } from "./_resolve.ts";
 import { parseBool } from "./_values.ts";
 import { applyAgent5Settings } from "./agent5.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isSecretHeader } from "../ops/redact.ts";
+import { isSecretHeader } from "../ops/mod.ts";
 import { maskHeaders, maskSecret, maskUrl } from "./_masks.ts";
 import type { Origin } from "./_resolve.ts";
 import {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { EventFilterSettings } from "../pump/filters.ts";
+import type { EventFilterSettings } from "../pump/mod.ts";
 
 /** A sink kevents can deliver events to. */
 export type SinkName = "stdout" | "null" | "webhook" | "datadog";

@@ -11,15 +11,14 @@
  * @module
  */
 
-import { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "../ops/audit.ts";
-import type { Token } from "../checkpoint/checkpointer.ts";
+import { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "../fake_apiserver/mod.ts";
+import type { Token } from "../checkpoint/mod.ts";
 import { runCollector } from "../collector.ts";
 import { parseConfig } from "../config/mod.ts";
-import type { Term } from "../election/elector.ts";
+import type { Term } from "../election/mod.ts";
 import { EventGenerator, type FakeApiServer, startFakeApiServer } from "../fake_apiserver/mod.ts";
-import { KubeClient } from "../kube/client.ts";
-import { PooledKubeConfig } from "../kube/kubeconfig.ts";
-import type { EventRecord, Sink } from "../sinks/sink.ts";
+import { KubeClient, PooledKubeConfig } from "../kube/mod.ts";
+import type { EventRecord, Sink } from "../sinks/mod.ts";
 
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {

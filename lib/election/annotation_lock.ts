@@ -77,8 +77,13 @@
  * @module
  */
 
-import { NotFoundError } from "../kube/errors.ts";
-import { CONFIGMAPS, ENDPOINTS, type KubeClient, type ResourceRef } from "../kube/client.ts";
+import {
+  CONFIGMAPS,
+  ENDPOINTS,
+  type KubeClient,
+  NotFoundError,
+  type ResourceRef,
+} from "../kube/mod.ts";
 import {
   type LeaderElectionRecord,
   type Lock,

@@ -54,126 +54,23 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { type Clock, monotonicNow, systemClock } from "../time/clock.ts";
-import { Backoff } from "../time/backoff.ts";
-import { AlreadyExistsError, ConflictError } from "../kube/errors.ts";
+import { type Clock, monotonicNow, systemClock } from "../time/mod.ts";
+import { AlreadyExistsError, ConflictError } from "../kube/mod.ts";
 import { microTime } from "./lease_lock.ts";
 import type { LeaderElectionRecord, Lock } from "./lock.ts";
+import { watchLock } from "./lock_watch.ts";
+import { type ElectionTimings, validateTimings } from "./timings.ts";
 
-/** One leadership term, handed to the leader's work. */
-export interface Term {
-  /** Our identity. */
-  identity: string;
-  /**
-   * The lock's transition count when we took it. It changes whenever the
-   * lock changes hands, but a replica that takes its own lock again keeps it.
-   */
-  transitions: number;
-  /**
-   * Aborts when the term ends at once: the lease was lost, the renew
-   * deadline passed, the work asked to step down, or the shutdown budget
-   * ran out. The work stops without finishing what is in flight.
-   */
-  signal: AbortSignal;
-  /**
-   * Aborts when the replica is asked to stop (SIGTERM, SIGINT): the work
-   * stops taking new work, finishes what is in flight and settles, while
-   * the elector keeps renewing the lease for it. Aborts with `signal` too.
-   * Absent: the work has nothing to drain and stops with `signal`.
-   */
-  drain?: AbortSignal;
-  /**
-   * Throws {@linkcode TermExpiredError} unless the term is still running
-   * and the lease was renewed within the renew deadline, measured on the
-   * monotonic clock. Called right before anything leaves the process on
-   * the term's behalf (every sink attempt), so a replica that was paused
-   * past its lease sends nothing when it wakes. Absent: current until
-   * `signal` aborts.
-   */
-  assertCurrent?(): void;
-}
+export { type ElectionTimings, validateTimings } from "./timings.ts";
+import { ShutdownBudgetError, StepDownError, type Term, TermExpiredError } from "./term.ts";
 
-/**
- * A term's lease can no longer be trusted: its last renewal is older than
- * the renew deadline (the process was paused, or the API server did not
- * answer), or the term has ended.
- */
-export class TermExpiredError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TermExpiredError";
-  }
-}
-
-/**
- * Thrown by a term's work that cannot do its job here (its credentials are
- * refused, say): the elector releases the lock, so that another replica
- * takes over at once, and keeps away from it for a while
- * ({@linkcode ElectorOptions.stepDownBackoffMs}).
- */
-export class StepDownError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "StepDownError";
-  }
-}
-
-/** The shutdown budget ran out before the term's work finished draining: what is in flight is cut. */
-export class ShutdownBudgetError extends Error {
-  constructor(budgetMs: number) {
-    super(`The shutdown budget of ${budgetMs} ms ran out`);
-    this.name = "ShutdownBudgetError";
-  }
-}
-
-/**
- * A term for work that runs without leader election: it drains on `stop`,
- * is cut `budgetMs` later if still running, and is always current.
- * `dispose` removes its listeners and timer.
- */
-export function unelectedTerm(
-  identity: string,
-  stop: AbortSignal,
-  budgetMs: number,
-  clock: Clock = systemClock,
-): { term: Term; dispose: () => void } {
-  const hard = new AbortController();
-  const drain = new AbortController();
-  const timer = new AbortController();
-  const onStop = () => {
-    drain.abort(stop.reason);
-    clock.sleep(budgetMs, timer.signal).then(
-      () => hard.abort(new ShutdownBudgetError(budgetMs)),
-      () => {}, // Disposed: the work finished first.
-    );
-  };
-  if (stop.aborted) onStop();
-  else stop.addEventListener("abort", onStop, { once: true });
-  return {
-    term: {
-      identity,
-      transitions: 0,
-      signal: hard.signal,
-      drain: drain.signal,
-      assertCurrent: () => {
-        if (hard.signal.aborted) throw new TermExpiredError("The term has ended");
-      },
-    },
-    dispose: () => {
-      stop.removeEventListener("abort", onStop);
-      timer.abort();
-    },
-  };
-}
-
-/** Timing of the election, in ms. */
-export interface ElectionTimings {
-  leaseDurationMs: number;
-  renewDeadlineMs: number;
-  retryPeriodMs: number;
-  /** Upper bound of one lock request (kept well below the renew deadline). */
-  requestTimeoutMs: number;
-}
+export {
+  ShutdownBudgetError,
+  StepDownError,
+  type Term,
+  TermExpiredError,
+  unelectedTerm,
+} from "./term.ts";
 
 /** Options for {@linkcode runElector}. */
 export interface ElectorOptions {
@@ -213,29 +110,7 @@ export interface ElectorOptions {
   watchLock?: boolean;
 }
 
-/** Checks the relations client-go checks before anything runs. */
-export function validateTimings(t: ElectionTimings): void {
-  if (!(t.leaseDurationMs > t.renewDeadlineMs)) {
-    throw new RangeError(
-      `Cannot run leader election: leaseDuration (${t.leaseDurationMs} ms) must be greater than renewDeadline (${t.renewDeadlineMs} ms)`,
-    );
-  }
-  if (!(t.renewDeadlineMs > t.retryPeriodMs)) {
-    throw new RangeError(
-      `Cannot run leader election: renewDeadline (${t.renewDeadlineMs} ms) must be greater than retryPeriod (${t.retryPeriodMs} ms)`,
-    );
-  }
-  if (!(t.retryPeriodMs > 0) || !(t.requestTimeoutMs > 0)) {
-    throw new RangeError(
-      "Cannot run leader election: retryPeriod and requestTimeout must be positive",
-    );
-  }
-}
-
 const log = getLogger(["kevents", "elector"]);
-
-/** How long the server keeps a candidate's watch of the lock open, before jitter (10%). */
-const WATCH_TIMEOUT_MS = 300_000;
 
 type Attempt = "acquired" | "held" | "failed";
 
@@ -498,68 +373,30 @@ class ElectorState {
     wake?.();
   }
 
-  /**
-   * The candidate's one watch of the lock, reopened from where it stopped
-   * whenever the server ends it; after a failure, reopened with backoff
-   * (from a retry period up to the watch timeout) while the candidate
-   * polls. Never rejects; settles once `signal` aborts.
-   */
+  /** The candidate's watch of the lock (lock_watch.ts), reported into this state. */
   async #watchLock(signal: AbortSignal): Promise<void> {
-    const { lock, timings } = this.#o;
-    if (lock.watch === undefined) return;
-    const watch = lock.watch.bind(lock);
-    const backoff = new Backoff({
-      clock: this.#clock,
-      random: this.#random,
-      initialMs: timings.retryPeriodMs,
-      maxMs: WATCH_TIMEOUT_MS,
-    });
-    let broken = false;
-    const onOpen = () => {
-      this.#watchOpen = true;
-      if (broken) {
-        broken = false;
-        log.info("Watching {lock} again: no more polling", { lock: lock.describe() });
-      }
-      this.#notify();
-    };
-    while (!signal.aborted) {
-      const openedAt = this.#clock.now();
-      let changes = 0;
-      try {
-        const timeoutSeconds = Math.round(this.#jittered(WATCH_TIMEOUT_MS) / 1000);
-        for await (const record of watch({ signal, timeoutSeconds, onOpen })) {
-          changes += 1;
+    try {
+      await watchLock(this.#o.lock, {
+        clock: this.#clock,
+        random: this.#random,
+        retryPeriodMs: this.#o.timings.retryPeriodMs,
+        opened: () => {
+          this.#watchOpen = true;
+          this.#notify();
+        },
+        changed: (record) => {
           this.#watched = { record, at: this.#clock.now() };
           this.#watchedCount += 1;
-          backoff.reset();
           this.#notify();
-        }
-        // The server ended the watch (its timeout): reopen at once, unless it
-        // ended at once with nothing to say, which would spin.
-        if (changes === 0 && this.#clock.now() - openedAt < timings.retryPeriodMs) {
-          throw new Error("The server ended the watch at once");
-        }
-        backoff.reset();
-      } catch (e) {
-        if (signal.aborted) break;
-        this.#watchOpen = false;
-        const fields = { lock: lock.describe(), error: String(e) };
-        if (broken) log.debug("Cannot watch {lock}: {error}", fields);
-        else {log.warn(
-            "Cannot watch {lock}: {error}; polling it every retry period meanwhile",
-            fields,
-          );}
-        broken = true;
-        this.#notify();
-        try {
-          await backoff.wait(signal);
-        } catch {
-          break; // Stopped.
-        }
-      }
+        },
+        failed: () => {
+          this.#watchOpen = false;
+          this.#notify();
+        },
+      }, signal);
+    } finally {
+      this.#watchOpen = false;
     }
-    this.#watchOpen = false;
   }
 
   /**

@@ -15,8 +15,7 @@
  */
 
 import type { V1Lease } from "@kubernetes/client-node";
-import { NotFoundError } from "../kube/errors.ts";
-import { type KubeClient, LEASES } from "../kube/client.ts";
+import { type KubeClient, LEASES, NotFoundError } from "../kube/mod.ts";
 import {
   type LeaderElectionRecord,
   type Lock,

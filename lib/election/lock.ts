@@ -25,8 +25,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { GoneError, NotFoundError } from "../kube/errors.ts";
-import type { KubeClient, ResourceRef } from "../kube/client.ts";
+import { GoneError, type KubeClient, NotFoundError, type ResourceRef } from "../kube/mod.ts";
 
 /** The election record, as client-go's LeaderElectionRecord. */
 export interface LeaderElectionRecord {

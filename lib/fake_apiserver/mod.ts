@@ -51,3 +51,4 @@ export {
 export type { RequestFilter, RequestLog, RequestLogEntry } from "./request_log.ts";
 export type { Change, KubeObject, Store, StoredRecord } from "./store.ts";
 export { formatMicroTime, formatTime } from "./objects.ts";
+export { auditDeliveries, type DeliveryAudit, generatedEventKeys } from "./audit.ts";

@@ -19,8 +19,8 @@ import {
 } from "./errors.ts";
 import { describeNetworkError, type HttpResponse, type HttpTransport } from "./http_transport.ts";
 import type { PooledKubeConfig } from "./kubeconfig.ts";
-import type { Metrics } from "../ops/metrics.ts";
-import { readWatchBatches, type WatchEvent, type WatchPosition } from "../pump/watch_stream.ts";
+import type { Metrics } from "../ops/mod.ts";
+import { readWatchBatches, type WatchEvent, type WatchPosition } from "./watch_stream.ts";
 
 /** A resource kevents talks to. */
 export interface ResourceRef {

@@ -29,11 +29,9 @@ import {
   KubeConfigError,
   mergeKubeconfigs,
   parseKubeconfig,
-  readFailure,
-  type Resolved,
   type User,
-  validateCurrent,
 } from "./kubeconfig_file.ts";
+import { readFailure, type Resolved, validateCurrent } from "./kubeconfig_check.ts";
 
 export { EXEC_API_VERSIONS, KubeConfigError } from "./kubeconfig_file.ts";
 export type { Cluster, Context, User } from "./kubeconfig_file.ts";

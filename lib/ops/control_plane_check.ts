@@ -28,10 +28,16 @@
 import type { Metrics } from "./metrics.ts";
 import type { V1ComponentStatus } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { type Clock, systemClock } from "../time/clock.ts";
-import { ForbiddenError, KubeApiError, NotFoundError } from "../kube/errors.ts";
-import { COMPONENT_STATUSES, type KubeClient, type TextAnswer } from "../kube/client.ts";
-import { isServiceCheckSink, type ServiceCheck, type ServiceCheckSink } from "../sinks/sink.ts";
+import { type Clock, systemClock } from "../time/mod.ts";
+import {
+  COMPONENT_STATUSES,
+  ForbiddenError,
+  KubeApiError,
+  type KubeClient,
+  NotFoundError,
+  type TextAnswer,
+} from "../kube/mod.ts";
+import { isServiceCheckSink, type ServiceCheck, type ServiceCheckSink } from "../sinks/mod.ts";
 
 /** The service check's name, as the Agent sends it. */
 export const CONTROL_PLANE_CHECK = "kube_apiserver_controlplane.up";

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../time/clock.ts";
+import { type Clock, systemClock } from "../time/mod.ts";
 
 /** The verdict of {@linkcode Liveness.check}. */
 export interface LivenessVerdict {

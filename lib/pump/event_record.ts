@@ -11,8 +11,11 @@
  */
 
 import type { CoreV1Event } from "@kubernetes/client-node";
-import type { EventRecord } from "../sinks/sink.ts";
-import type { WatchEvent } from "./watch_stream.ts";
+import { type EventRecord, eventTime } from "../sinks/mod.ts";
+import type { WatchEvent } from "../kube/mod.ts";
+
+/** Re-exported: where the pump and its tests have always found it. */
+export { eventTime };
 
 /**
  * The Event fields the pump reads from every watched event: the uid (for
@@ -27,16 +30,6 @@ export const EVENT_FIELDS: readonly string[] = Object.freeze([
   "series.lastObservedTime",
   "metadata.creationTimestamp",
 ]);
-
-/** The time an event last happened, as the best field available says. */
-export function eventTime(e: CoreV1Event): string | undefined {
-  const t = e.lastTimestamp ?? e.eventTime ?? e.series?.lastObservedTime ??
-    e.metadata?.creationTimestamp;
-  // The API sends strings although client-node types some of these as Date.
-  return t === undefined || t === null
-    ? undefined
-    : String(t instanceof Date ? t.toISOString() : t);
-}
 
 /** The idempotency key of an event: `<uid>/<resourceVersion>`. */
 export function recordKey(uid: string | undefined, resourceVersion: string | undefined): string {

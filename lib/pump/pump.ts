@@ -34,26 +34,26 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import { Backoff } from "../time/backoff.ts";
-import type { Token } from "../checkpoint/checkpointer.ts";
-import { type Clock, systemClock } from "../time/clock.ts";
+import { Backoff, type Clock, systemClock } from "../time/mod.ts";
+import type { Token } from "../checkpoint/mod.ts";
 import {
   BadRequestError,
+  EVENTS,
   ForbiddenError,
   GoneError,
   InvalidError,
-  type KubeApiError,
+  type KubeClient,
   KubeNetworkError,
   NotFoundError,
   UnauthorizedError,
   WatchStalledError,
-} from "../kube/errors.ts";
-import { ShutdownBudgetError, TermExpiredError } from "../election/elector.ts";
-import { EVENTS, type KubeClient } from "../kube/client.ts";
+} from "../kube/mod.ts";
+import { ShutdownBudgetError, TermExpiredError } from "../election/mod.ts";
 import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
-import type { Liveness } from "../ops/liveness.ts";
-import { eventTypeLabel, type Metrics } from "../ops/metrics.ts";
-import type { EventRecord, Fence, Sink } from "../sinks/sink.ts";
+import { BoundedQueue } from "./_queue.ts";
+import { historyGone, isNewer, refusesResourceVersion, serverBehind } from "./_resume.ts";
+import { eventTypeLabel, type Liveness, type Metrics } from "../ops/mod.ts";
+import type { EventRecord, Fence, Sink } from "../sinks/mod.ts";
 
 /** Options for {@linkcode runPump}. */
 export interface PumpOptions {
@@ -127,31 +127,7 @@ interface Item {
 const log = getLogger(["kevents", "pump"]);
 
 export { eventTime } from "./event_record.ts";
-
-/**
- * Whether an event listed after a 410 is newer than the token.
- *
- * resourceVersions are opaque, yet kube-apiserver on etcd3 hands out etcd's
- * modification revision, one counter for the whole cluster that grows with
- * every write: between two values from the same etcd, the larger is the
- * later write. That stops holding across an etcd restore or a storage
- * migration, and for API servers not backed by etcd, so the comparison is
- * used only when both values are plain integers; otherwise the event's time
- * is compared with the token's, inclusively (events of the same second may
- * be delivered again, never lost). `byTime` compares times even for
- * integers: for a token that does not come from this etcd's history.
- */
-export function isNewer(event: CoreV1Event, token: Token, byTime = false): boolean {
-  const rv = event.metadata?.resourceVersion ?? "";
-  if (!byTime && /^\d+$/.test(rv) && /^\d+$/.test(token.resourceVersion)) {
-    return BigInt(rv) > BigInt(token.resourceVersion);
-  }
-  const at = Date.parse(eventTime(event) ?? "");
-  const since = Date.parse(token.timestamp ?? "");
-  // A missing or unreadable time cannot rule an event out.
-  if (Number.isNaN(at) || Number.isNaN(since)) return true;
-  return at >= since;
-}
+export { isNewer } from "./_resume.ts";
 
 /** The list/watch of events kept failing with errors retrying cannot mend, for longer than the limit. */
 export class WatchFailingError extends Error {
@@ -178,99 +154,6 @@ export function isUnmendable(e: unknown): boolean {
     return code === "UND_ERR_INVALID_ARG" || e.cause instanceof TypeError;
   }
   return false;
-}
-
-/** Whether the API server refused a request for its resourceVersion (400 or 422 naming it). */
-function refusesResourceVersion(e: KubeApiError): boolean {
-  const causes = e.status?.details?.causes ?? [];
-  return /resourceVersion/.test(e.status?.message ?? "") ||
-    causes.some((c) => /resourceVersion/.test(c.field ?? ""));
-}
-
-/** A FIFO with a capacity: push waits while full, take waits while empty. */
-class BoundedQueue<T> {
-  /** The items from `#head` on; the slots before it are emptied as they are taken. */
-  #items: (T | undefined)[] = [];
-  #head = 0;
-  #capacity: number;
-  #notFull: (() => void) | undefined;
-  #notEmpty: (() => void) | undefined;
-  #closed = false;
-
-  constructor(capacity: number) {
-    this.#capacity = capacity;
-  }
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  get full(): boolean {
-    return this.size >= this.#capacity;
-  }
-
-  /** Adds `item` at once if there is room; false when full (then `push` waits). */
-  tryPush(item: T): boolean {
-    if (this.size >= this.#capacity) return false;
-    this.#items.push(item);
-    this.#notEmpty?.();
-    return true;
-  }
-
-  async push(item: T, signal: AbortSignal): Promise<void> {
-    while (this.size >= this.#capacity) {
-      signal.throwIfAborted();
-      await this.#waitFor("full", signal);
-    }
-    this.#items.push(item);
-    this.#notEmpty?.();
-  }
-
-  /** No more pushes: once empty, `take` returns an empty batch instead of waiting. */
-  close(): void {
-    this.#closed = true;
-    this.#notEmpty?.();
-  }
-
-  async take(max: number, signal: AbortSignal): Promise<T[]> {
-    while (this.size === 0) {
-      signal.throwIfAborted();
-      if (this.#closed) return [];
-      await this.#waitFor("empty", signal);
-    }
-    const start = this.#head;
-    const out = this.#items.slice(start, start + max) as T[];
-    this.#head += out.length;
-    // Nothing taken may stay reachable from here: an item (its record, the
-    // network chunk its text is cut from) outliving its send would survive
-    // garbage collections for nothing, and be copied by each.
-    if (this.#head === this.#items.length) {
-      this.#items = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    } else {
-      this.#items.fill(undefined, start, this.#head);
-    }
-    this.#notFull?.();
-    return out;
-  }
-
-  #waitFor(what: "full" | "empty", signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      const done = () => {
-        signal.removeEventListener("abort", onAbort);
-        if (what === "full") this.#notFull = undefined;
-        else this.#notEmpty = undefined;
-        resolve();
-      };
-      if (what === "full") this.#notFull = done;
-      else this.#notEmpty = done;
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-  }
 }
 
 function recordOf(type: "ADDED" | "MODIFIED", event: CoreV1Event): EventRecord {
@@ -422,50 +305,6 @@ async function sendWithRetry(
       });
       await backoff.wait(signal);
     }
-  }
-}
-
-/**
- * The API server's current resourceVersion when `token` is ahead of it,
- * else undefined. Sound only because both are etcd revisions (plain
- * integers, one counter per etcd that only grows): a token larger than the
- * revision etcd has reached was never handed out by this etcd (it was
- * restored from a backup, or the ConfigMap came from another cluster), and
- * a watch from it would wait, silently, for a revision that may take
- * months to come. Opaque versions are not compared.
- */
-async function serverBehind(
-  o: PumpOptions,
-  token: Token,
-  signal: AbortSignal,
-): Promise<string | undefined> {
-  if (!/^\d+$/.test(token.resourceVersion)) return undefined;
-  // Without a resourceVersion a list is a quorum read: the current revision.
-  const page = await o.client.list<CoreV1Event>(EVENTS, {
-    limit: 1,
-    fieldSelector: o.fieldSelector,
-    signal,
-  });
-  const current = page.resourceVersion;
-  if (current === undefined || !/^\d+$/.test(current)) return undefined;
-  return BigInt(token.resourceVersion) > BigInt(current) ? current : undefined;
-}
-
-/** Whether the server's history no longer reaches `token` (an exact list there answers 410). */
-async function historyGone(o: PumpOptions, token: Token, signal: AbortSignal): Promise<boolean> {
-  try {
-    // With a limit, a resourceVersion is matched exactly (the legacy rule
-    // kube-apiserver keeps): read from storage, it fails once compacted.
-    await o.client.list<CoreV1Event>(EVENTS, {
-      resourceVersion: token.resourceVersion,
-      limit: 1,
-      fieldSelector: o.fieldSelector,
-      signal,
-    });
-    return false;
-  } catch (e) {
-    if (e instanceof GoneError) return true;
-    throw e;
   }
 }
 

@@ -16,16 +16,15 @@
  * @module
  */
 
-import { redact } from "../ops/redact.ts";
+import { redact } from "../ops/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   describeNetworkError,
   type HttpResponse,
   type HttpTransport,
   openTransport,
-} from "../kube/http_transport.ts";
-import { Backoff } from "../time/backoff.ts";
-import { type Clock, systemClock } from "../time/clock.ts";
+} from "../kube/mod.ts";
+import { Backoff, type Clock, systemClock } from "../time/mod.ts";
 
 /** TLS settings of an HTTP sink's connection pool (PEM texts, not file names). */
 export interface HttpTlsOptions {
@@ -123,7 +122,7 @@ export const MAX_BODY_IN_MESSAGE = 512;
 /** Longest Retry-After honoured, in ms: a larger value is taken as this. */
 export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
 
-export { isSecretHeader, redact } from "../ops/redact.ts";
+export { isSecretHeader, redact } from "../ops/mod.ts";
 
 /**
  * Parses a Retry-After value: delay-seconds or an HTTP date, relative to

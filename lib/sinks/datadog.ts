@@ -44,8 +44,7 @@
 
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
-import type { Clock } from "../time/clock.ts";
-import { eventTime } from "../pump/event_record.ts";
+import type { Clock } from "../time/mod.ts";
 import {
   displayUrl,
   HttpSender,
@@ -53,7 +52,14 @@ import {
   type HttpTlsOptions,
   type OnFailure,
 } from "./_http.ts";
-import type { EventRecord, SendOptions, ServiceCheck, ServiceCheckSink, Sink } from "./sink.ts";
+import {
+  type EventRecord,
+  eventTime,
+  type SendOptions,
+  type ServiceCheck,
+  type ServiceCheckSink,
+  type Sink,
+} from "./sink.ts";
 
 /** The default Datadog site. */
 export const DEFAULT_SITE = "datadoghq.com";

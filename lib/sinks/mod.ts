@@ -6,7 +6,7 @@
  */
 
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
-import type { Metrics } from "../ops/metrics.ts";
+import type { Metrics } from "../ops/mod.ts";
 import { type Config, ConfigError } from "../config/mod.ts";
 import type { HttpTlsOptions } from "./_http.ts";
 import { DatadogSink } from "./datadog.ts";
@@ -21,6 +21,8 @@ export { NullSink } from "./null.ts";
 export {
   eventJson,
   type EventRecord,
+  eventTime,
+  type Fence,
   isServiceCheckSink,
   type ServiceCheck,
   type ServiceCheckSink,

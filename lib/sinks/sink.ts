@@ -28,6 +28,16 @@ export interface EventRecord {
   readonly json?: string;
 }
 
+/** The time an event last happened, as the best field available says. */
+export function eventTime(e: CoreV1Event): string | undefined {
+  const t = e.lastTimestamp ?? e.eventTime ?? e.series?.lastObservedTime ??
+    e.metadata?.creationTimestamp;
+  // The API sends strings although client-node types some of these as Date.
+  return t === undefined || t === null
+    ? undefined
+    : String(t instanceof Date ? t.toISOString() : t);
+}
+
 /** The event of a record as JSON text: {@linkcode EventRecord.json}, else `event` serialised. */
 export function eventJson(record: EventRecord): string {
   return record.json ?? JSON.stringify(record.event);

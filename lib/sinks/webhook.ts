@@ -23,7 +23,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { Clock } from "../time/clock.ts";
+import type { Clock } from "../time/mod.ts";
 import {
   displayUrl,
   HttpSender,
@@ -31,7 +31,7 @@ import {
   type HttpTlsOptions,
   type OnFailure,
 } from "./_http.ts";
-import { isSecretHeader, urlSecrets } from "../ops/redact.ts";
+import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
 import { eventJson, type EventRecord, FENCE_HEADERS, type SendOptions, type Sink } from "./sink.ts";
 
 /** How a batch is written in the request body. */

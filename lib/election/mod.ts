@@ -1,0 +1,22 @@
+/**
+ * The election room: client-go's leader election (elector.ts) and the
+ * locks it runs on, behind the small {@linkcode Lock} interface (lock.ts):
+ * a coordination.k8s.io Lease (lease_lock.ts) or client-go's annotation
+ * record on a ConfigMap or Endpoints object (annotation_lock.ts), the
+ * Datadog Agent 6's lock. The elector gives each term its own
+ * AbortController and settles only after the term's work has stopped.
+ *
+ * @module
+ */
+
+export {
+  runElector,
+  ShutdownBudgetError,
+  StepDownError,
+  type Term,
+  TermExpiredError,
+  unelectedTerm,
+} from "./elector.ts";
+export type { LeaderElectionRecord, Lock } from "./lock.ts";
+export { LeaseLock } from "./lease_lock.ts";
+export { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
