@@ -209,3 +209,29 @@ export const URL_RULE = "must be an http:// or https:// URL";
 export const ON_FAILURE_RULE = 'must be "retry" (the batch is retried until delivered) or "drop" ' +
   "(the batch is dropped and counted after the attempts)";
 export const ATTEMPTS_RULE = "must be an integer from 1 to 100";
+
+/** The Agent's form of a cluster name: lowercase, `_` as `-` (clustername.go's RFC 1123 form). */
+export function normalClusterName(name: string): string {
+  return name.toLowerCase().replaceAll("_", "-");
+}
+
+const CLUSTER_NAME = /^([a-z]([a-z0-9-]*[a-z0-9])?\.)*([a-z]([a-z0-9-]*[a-z0-9])?)$/;
+
+/** A cluster name the Agent takes: once normalised, dot-separated parts of letters, digits and '-', each starting with a letter. */
+export function clusterName(raw: RawValue): string | undefined {
+  if (typeof raw !== "string" || raw.length > 253) return undefined;
+  return CLUSTER_NAME.test(normalClusterName(raw)) ? raw : undefined;
+}
+
+export const CLUSTER_NAME_RULE =
+  "must be a cluster name as the Datadog Agent takes it (at most 253 " +
+  "characters: letters, digits, '-', '_' and '.', each dot-separated part starting with a letter " +
+  "and ending with a letter or digit; '_' and capitals become '-' and lowercase in hosts)";
+
+/** A list of Datadog tags: `key:value` or `value`, without spaces or commas. */
+export const tagList: (raw: RawValue) => string[] | undefined = valueList((t) =>
+  !/[\s,]/.test(t) && !t.startsWith(":") && t.length <= 200
+);
+
+export const TAG_LIST_RULE = "must be a list (comma-separated, or a YAML list in the file) of " +
+  "Datadog tags (key:value or value, at most 200 characters, no spaces or commas)";

@@ -20,7 +20,7 @@ import {
 } from "yaml";
 import { unknownKeyWarning } from "./_typos.ts";
 import { ConfigError } from "./errors.ts";
-import { KNOWN_FILE_KEYS, type RawValue } from "./settings.ts";
+import { KNOWN_FILE_KEYS, KNOWN_FILE_PREFIXES, type RawValue } from "./settings.ts";
 
 /** A setting found in the file. */
 export interface FileEntry {
@@ -108,15 +108,24 @@ export function readFile(file: { path: string; text: string }): FileSettings {
   const { doc, lineCounter, top, warnings } = readYamlMapping(file);
   const entries = new Map<string, FileEntry>();
   if (top === undefined) return { entries, warnings };
-  for (const pair of top.items) {
+  const pairs = [...top.items.map((pair) => ({ pair, prefix: "" }))];
+  for (let i = 0; i < pairs.length; i++) {
+    const { pair, prefix } = pairs[i]!;
     const keyNode = pair.key as Node | null;
     if (keyNode === null || !isScalar(keyNode)) continue;
     // viper matches keys case-insensitively; so does kevents. Most unknown
     // keys are the hundreds of other Agent settings a datadog.yaml may
     // hold: only a likely misspelling of a kevents setting is reported.
-    const key = String(keyNode.value).toLowerCase();
+    const key = prefix + String(keyNode.value).toLowerCase();
     const line = lineCounter.linePos(keyNode.range?.[0] ?? 0).line;
     const source = `${file.path} line ${line}`;
+    // A mapping under a key that prefixes known dotted keys (`cluster_agent:`
+    // holding `token_name:`) is read as those keys, as viper reads them.
+    const nested = resolveAlias(pair.value as Node | null, { doc, lineCounter, path: file.path });
+    if (!KNOWN_FILE_KEYS.has(key) && isMap(nested) && KNOWN_FILE_PREFIXES.has(key)) {
+      pairs.push(...nested.items.map((p) => ({ pair: p, prefix: `${key}.` })));
+      continue;
+    }
     if (!KNOWN_FILE_KEYS.has(key)) {
       const warning = unknownKeyWarning(key, source);
       if (warning !== undefined) warnings.push(warning);

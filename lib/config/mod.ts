@@ -1,9 +1,10 @@
 /**
  * kevents' configuration: defaults, then `datadog.yaml`, then the
- * environment (a later source wins), resolved once at start by a pure
- * function. main.ts reads the environment, the file and the
- * service-account namespace and hands them to {@linkcode parseConfig};
- * nothing here touches `Deno.env` or the file system.
+ * environment (a later source wins), resolved once at start.
+ * {@linkcode loadConfig} (`load.ts`) finds and reads the files (`datadog.yaml`,
+ * the Agent 5's check file, the service-account namespace) and hands them,
+ * with the environment it was given, to {@linkcode parseConfig}, a pure
+ * function; nothing here reads `Deno.env`.
  *
  * Every setting is a row of {@linkcode CONFIG_KEYS}. The room, by concern:
  *
@@ -14,7 +15,8 @@
  *   sinks' rows and the checks across them.
  * - `files.ts`: where `datadog.yaml` is looked for and what it sets, with
  *   line numbers; `agent5.ts`: the Agent 5's deprecated settings.
- * - `parse.ts`: {@linkcode parseConfig}, which puts it all together.
+ * - `parse.ts`: {@linkcode parseConfig}, which puts it all together;
+ *   `load.ts`: {@linkcode loadConfig}, the file system side.
  * - Helpers of the room only (a leading underscore): `_values.ts` (the
  *   value parsers), `_masks.ts` (secrets shown in messages), `_typos.ts`
  *   (unknown keys of `datadog.yaml`), `_resolve.ts` (one setting from its

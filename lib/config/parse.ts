@@ -109,6 +109,7 @@ export function parseConfig(input: ConfigInput): Config {
         `timing${below}`,
     );
   }
+  resolveTokenName(settings, origins);
   checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
 
   const eventFilters = resolveEventFilters(settings, origins, warningList);
@@ -124,6 +125,8 @@ export function parseConfig(input: ConfigInput): Config {
     leaderElectionResource: settings.leaderElectionResource,
     resourcesNamespace: settings.resourcesNamespace,
     tokenConfigMapName: settings.tokenConfigMapName,
+    ...(settings.clusterName === undefined ? {} : { clusterName: settings.clusterName }),
+    ...(settings.nodeName === undefined ? {} : { nodeName: settings.nodeName }),
     timings: deriveTimings(leaseDurationMs),
     checkpoint: {
       intervalMs: settings.checkpointIntervalMs,
@@ -245,4 +248,29 @@ function checkAnnotationLock(
         "other's compare-and-swap fail; give them different names",
     });
   }
+}
+
+/**
+ * The token ConfigMap's name: `kubernetes_event_token_configmap`, else the
+ * Agent's `cluster_agent.token_name`, else `datadogtoken`; the Agent's name
+ * is written into `tokenConfigMapName` with its origin. Both set to
+ * different names is a ConfigError: one of them would be ignored.
+ */
+function resolveTokenName(settings: Settings, origins: Map<keyof Settings, Origin>): void {
+  const own = origins.get("tokenConfigMapName");
+  const agent = settings.agentTokenName;
+  if (agent === undefined) return;
+  if (own?.explicit !== true || settings.tokenConfigMapName === agent) {
+    settings.tokenConfigMapName = agent;
+    const origin = origins.get("agentTokenName");
+    if (origin !== undefined) origins.set("tokenConfigMapName", origin);
+    return;
+  }
+  const agentSource = origins.get("agentTokenName")?.source ?? "";
+  throw new ConfigError({
+    key: "kubernetes_event_token_configmap",
+    source: own.source,
+    value: settings.tokenConfigMapName,
+    rule: `must equal cluster_agent.token_name (${agent}, ${agentSource}) when both are set`,
+  });
 }

@@ -18,6 +18,8 @@
 import {
   bindAddress,
   BOOL_RULE,
+  CLUSTER_NAME_RULE,
+  clusterName,
   dnsLabel,
   dnsSubdomain,
   FILTER_ENTRIES_RULE,
@@ -43,6 +45,14 @@ export interface Settings {
   leaseName: string;
   leaderElectionResource: LockResource;
   tokenConfigMapName: string;
+  /** `cluster_agent.token_name`, the Agent's name of the token ConfigMap; undefined when not set. */
+  agentTokenName: string | undefined;
+  /** `cluster_name`; undefined when not set. */
+  clusterName: string | undefined;
+  /** `kubernetes_kubelet_nodename`: the node this replica runs on; undefined when not set. */
+  nodeName: string | undefined;
+  /** `kevents_datadog_tags`: the check instance's `tags:`. */
+  ddTags: string[];
   /** `kevents_lease_duration_ms`; undefined when not set. */
   expertLeaseDurationMs: number | undefined;
   checkpointIntervalMs: number;
@@ -233,6 +243,36 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     description: "Name of the ConfigMap holding the event token (the Agent's datadogtoken)",
   },
   {
+    field: "agentTokenName",
+    fileKey: "cluster_agent.token_name",
+    envVar: "DD_CLUSTER_AGENT_TOKEN_NAME",
+    parse: dnsSubdomain,
+    default: undefined,
+    rule: SUBDOMAIN_RULE,
+    description: "The Agent's name of the token ConfigMap, taken when " +
+      "kubernetes_event_token_configmap is not set",
+  },
+  {
+    field: "clusterName",
+    fileKey: "cluster_name",
+    envVar: "DD_CLUSTER_NAME",
+    parse: clusterName,
+    default: undefined,
+    rule: CLUSTER_NAME_RULE,
+    description: "The cluster's name: `-<name>` is appended to the hosts of Pod and Node events " +
+      "and of service checks, and events are tagged kube_cluster_name:<name>",
+  },
+  {
+    field: "nodeName",
+    fileKey: "kubernetes_kubelet_nodename",
+    envVar: "DD_KUBERNETES_KUBELET_NODENAME",
+    parse: dnsSubdomain,
+    default: undefined,
+    rule: SUBDOMAIN_RULE,
+    description: "The node this replica runs on (the manifests set it from spec.nodeName): the " +
+      "host of the control-plane service check, as the Cluster Agent's",
+  },
+  {
     field: "expertLeaseDurationMs",
     fileKey: "kevents_lease_duration_ms",
     envVar: "KEVENTS_LEASE_DURATION_MS",
@@ -395,6 +435,14 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
 
 /** The `datadog.yaml` keys of the table. */
 export const KNOWN_FILE_KEYS = new Set(CONFIG_KEYS.map((k) => k.fileKey));
+
+/** The parents of dotted keys (`cluster_agent` of `cluster_agent.token_name`), which a file may nest. */
+export const KNOWN_FILE_PREFIXES: ReadonlySet<string> = new Set(
+  CONFIG_KEYS.flatMap((k) => {
+    const parts = k.fileKey.split(".");
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("."));
+  }),
+);
 
 /** The row of the table that fills `field`. */
 export function specOf<K extends keyof Settings>(field: K): KeySpec<K> {

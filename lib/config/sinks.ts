@@ -23,6 +23,8 @@ import {
   parseBool,
   parseHeaders,
   site,
+  TAG_LIST_RULE,
+  tagList,
   URL_RULE,
 } from "./_values.ts";
 import { ConfigError } from "./errors.ts";
@@ -172,6 +174,16 @@ export const SINK_ROWS: readonly AnyKeySpec[] = [
     default: false,
     rule: BOOL_RULE,
     description: "One Datadog event per Kubernetes event instead of one per object and type",
+  },
+  {
+    field: "ddTags",
+    fileKey: "kevents_datadog_tags",
+    envVar: "KEVENTS_DATADOG_TAGS",
+    parse: tagList,
+    default: [],
+    rule: TAG_LIST_RULE,
+    description: "Tags added to every Datadog event and service check (the kubernetes_apiserver " +
+      "check instance's tags:)",
   },
   {
     field: "datadogOnFailure",
@@ -342,6 +354,7 @@ export function resolveSinkSettings(
       site: settings.ddSite,
       url: settings.ddUrl,
       unbundleEvents: settings.ddUnbundleEvents,
+      tags: settings.ddTags,
       onFailure: settings.datadogOnFailure,
       maxAttempts: settings.datadogMaxAttempts,
     },

@@ -56,6 +56,8 @@ export interface DatadogConfig {
   url: string | undefined;
   /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
   unbundleEvents: boolean;
+  /** Tags added to every Datadog event and service check (`kevents_datadog_tags`). */
+  tags: string[];
   /** retry (default) or drop. */
   onFailure: SinkOnFailure;
   /** Attempts per request before a send fails (default 5). */
@@ -126,8 +128,12 @@ export interface Config {
   leaderElectionResource: LockResource;
   /** Namespace of the lease and the token ConfigMap. */
   resourcesNamespace: string;
-  /** Name of the ConfigMap holding the event token (default `datadogtoken`). */
+  /** Name of the ConfigMap holding the event token (default `datadogtoken`; `cluster_agent.token_name` too). */
   tokenConfigMapName: string;
+  /** The cluster's name (`cluster_name` / `DD_CLUSTER_NAME`), as given; absent when not set. */
+  clusterName?: string;
+  /** The node this replica runs on (`kubernetes_kubelet_nodename`); absent when not set. */
+  nodeName?: string;
   /** Leader-election timings derived from the lease duration. */
   timings: Timings;
   /** Checkpoint batching. */

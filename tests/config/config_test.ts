@@ -49,6 +49,7 @@ const DEFAULTS: Config = {
     site: "datadoghq.com",
     url: undefined,
     unbundleEvents: false,
+    tags: [],
     onFailure: "retry",
     maxAttempts: 5,
   },
@@ -752,9 +753,10 @@ Deno.test("the key table has one row per setting, each read from its own key and
   assert.equal(new Set(fields).size, fields.length);
   for (const spec of CONFIG_KEYS) {
     assert.equal(spec.fileKey, spec.fileKey.toLowerCase());
+    // As viper binds them: upper case, a dotted key's dots as underscores.
+    const upper = spec.fileKey.toUpperCase().replaceAll(".", "_");
     assert.ok(
-      spec.envVar === `DD_${spec.fileKey.toUpperCase()}` ||
-        spec.envVar === spec.fileKey.toUpperCase(),
+      spec.envVar === `DD_${upper}` || spec.envVar === upper,
       `${spec.envVar} does not follow ${spec.fileKey}`,
     );
   }
