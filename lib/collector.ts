@@ -26,6 +26,8 @@ import {
   AnnotationLock,
   LeaseLock,
   type Lock,
+  RivalLockGuard,
+  rivalLocks,
   runElector,
   StepDownError,
   type Term,
@@ -38,7 +40,7 @@ import type { Config } from "./config/mod.ts";
 import { type Liveness, type Metrics, runControlPlaneCheck, serviceCheckSinks } from "./ops/mod.ts";
 import { NO_EVENT_FILTERS, planEventFilters, runPump, WatchFailingError } from "./pump/mod.ts";
 import type { KubeClient } from "./kube/mod.ts";
-import type { EventRecord, Sink } from "./sinks/mod.ts";
+import { type EventRecord, hostClusterSuffix, type Sink } from "./sinks/mod.ts";
 
 /** Options for {@linkcode runCollector}. */
 export interface CollectorOptions {
@@ -71,6 +73,12 @@ export interface CollectorObserver {
 }
 
 const log = getLogger(["kevents", "collector"]);
+
+/** The host of the control-plane service checks: `<node>-<cluster name>`, the Cluster Agent's. */
+function serviceCheckHost(config: Config): string | undefined {
+  if (config.nodeName === undefined) return undefined;
+  return config.nodeName + hostClusterSuffix(config.clusterName);
+}
 
 /**
  * What a replica remembers from one term to the next, and how its term
@@ -125,21 +133,44 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
     clock: o.clock,
     watchLock: o.config.followerWatch,
     shutdownBudgetMs: o.config.shutdownBudgetMs,
+    guard: newRivalGuard(o),
     lead: (term) => runTerm(o, term, context),
   }, signal);
 }
 
-function newLock(o: CollectorOptions): Lock {
-  const target = {
+/** The lock object's place, and the lease of a record another client wrote that cannot be read. */
+function lockTarget(o: CollectorOptions) {
+  return {
     namespace: o.config.resourcesNamespace,
     name: o.config.leaseName,
     // A record another client wrote that cannot be read expires as ours would.
     unreadableLeaseSeconds: Math.ceil(o.config.timings.leaseDurationMs / 1000),
   };
+}
+
+function newLock(o: CollectorOptions): Lock {
+  const target = lockTarget(o);
   const kind = o.config.leaderElectionResource;
   return kind === "lease"
     ? new LeaseLock(o.client, target)
     : new AnnotationLock(o.client, { ...target, kind });
+}
+
+/**
+ * Keeps this replica from taking its lock while another election (the
+ * Datadog Agent's, on a ConfigMap by default) holds a lock of the same name
+ * and another kind: both would write the token ConfigMap and send the same
+ * events.
+ */
+function newRivalGuard(o: CollectorOptions): RivalLockGuard {
+  const kind = o.config.leaderElectionResource;
+  return new RivalLockGuard({
+    identity: o.identity,
+    kind,
+    rivals: rivalLocks(o.client, { ...lockTarget(o), kind }),
+    clock: o.clock,
+    metrics: o.metrics,
+  });
 }
 
 /** A term of a leader that collects no events: the control-plane check alone, until the term drains or ends. */
@@ -153,6 +184,7 @@ async function runCheckOnlyTerm(o: CollectorOptions, term: Term): Promise<void> 
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock: o.clock ?? systemClock,
       metrics: o.metrics,
+      hostName: serviceCheckHost(o.config),
     }, AbortSignal.any([term.signal, term.drain ?? term.signal]));
   } finally {
     o.metrics?.leading(false);
@@ -190,6 +222,7 @@ export async function runTerm(
       requestTimeoutMs: o.config.timings.requestTimeoutMs,
       clock,
       metrics: o.metrics,
+      hostName: serviceCheckHost(o.config),
     }, starting)
     : Promise.resolve();
   o.metrics?.leading(true, term.transitions);
@@ -255,6 +288,7 @@ export async function runTerm(
         },
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
+        batchWindowMs: o.config.batchWindowMs,
         // A send in flight when the term ends at once may finish within this
         // grace; it must end well inside the lease's margin over the renew
         // deadline, before any other replica may take over.

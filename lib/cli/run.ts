@@ -62,6 +62,7 @@ function configSecrets(config: Config): string[] {
     ...Object.values(config.webhook.headers),
     ...urlSecrets(config.webhook.url),
     ...urlSecrets(config.datadog.url),
+    ...urlSecrets(config.datadog.proxy),
   ].filter((s): s is string => s !== undefined);
 }
 

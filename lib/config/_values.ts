@@ -233,5 +233,18 @@ export const tagList: (raw: RawValue) => string[] | undefined = valueList((t) =>
   !/[\s,]/.test(t) && !t.startsWith(":") && t.length <= 200
 );
 
+/** A no_proxy list: host or host:port entries, comma- or space-separated (DD_PROXY_NO_PROXY). */
+export function hostList(raw: RawValue): string[] | undefined {
+  const items = typeof raw === "string" ? raw.split(/[\s,]+/) : raw.map((i) => i.trim());
+  const hosts = items.filter((i) => i !== "");
+  return hosts.every((h) => /^[A-Za-z0-9.*:\[\]_-]+$/.test(h)) ? [...new Set(hosts)] : undefined;
+}
+
+export const HOST_LIST_RULE = "must be a list (comma- or space-separated, or a YAML list in the " +
+  "file) of host names or host:port, as the Agent's proxy.no_proxy";
+
+export const PROXY_URL_RULE = "must be an http:// or https:// proxy URL (a SOCKS proxy is not " +
+  "supported)";
+
 export const TAG_LIST_RULE = "must be a list (comma-separated, or a YAML list in the file) of " +
   "Datadog tags (key:value or value, at most 200 characters, no spaces or commas)";

@@ -14,7 +14,7 @@ import {
   FilteredEventTypeError,
   filtersAnything,
 } from "../pump/mod.ts";
-import { completed, type Origin, resolveKey } from "./_resolve.ts";
+import { completed, type Origin, parseOrThrow, resolveKey } from "./_resolve.ts";
 import { parseBool } from "./_values.ts";
 import { applyAgent5Settings } from "./agent5.ts";
 import { ConfigError } from "./errors.ts";
@@ -24,6 +24,7 @@ import {
   type KeySpec,
   MIN_LEASE_SECONDS_EXCLUSIVE,
   type Settings,
+  specOf,
 } from "./settings.ts";
 import { resolveSinkSettings } from "./sinks.ts";
 import type { Config, ConfigInput, Timings } from "./types.ts";
@@ -110,6 +111,7 @@ export function parseConfig(input: ConfigInput): Config {
     );
   }
   resolveTokenName(settings, origins);
+  applyProxyEnvironment(settings, origins, input.env);
   checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
 
   const eventFilters = resolveEventFilters(settings, origins, warningList);
@@ -136,6 +138,9 @@ export function parseConfig(input: ConfigInput): Config {
     backfill: settings.backfill,
     sinks: settings.sinks,
     queueCapacity: settings.queueCapacity,
+    batchWindowMs: settings.sinks.includes("datadog") && !settings.ddUnbundleEvents
+      ? settings.ddBundleWindowSeconds * 1000
+      : 0,
     ...(eventFilters === undefined ? {} : { eventFilters }),
     ...sinkSettings,
     health: {
@@ -273,4 +278,33 @@ function resolveTokenName(settings: Settings, origins: Map<keyof Settings, Origi
     value: settings.tokenConfigMapName,
     rule: `must equal cluster_agent.token_name (${agent}, ${agentSource}) when both are set`,
   });
+}
+
+/**
+ * The standard proxy variables, below the Agent's own: `HTTPS_PROXY` (or
+ * `https_proxy`) when `DD_PROXY_HTTPS` is not set, over `proxy.https` of
+ * the file; `NO_PROXY` (or `no_proxy`) likewise under `DD_PROXY_NO_PROXY`.
+ * This is the Agent's order (LoadProxyFromEnv). Read only with the datadog
+ * sink on: the variables are often set for other programs.
+ */
+function applyProxyEnvironment(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  env: Readonly<Record<string, string>>,
+): void {
+  const fallbacks = [
+    ["ddProxyHttps", ["HTTPS_PROXY", "https_proxy"]],
+    ["ddNoProxy", ["NO_PROXY", "no_proxy"]],
+  ] as const;
+  if (!settings.sinks.includes("datadog")) return;
+  for (const [field, names] of fallbacks) {
+    const spec = specOf(field);
+    if (env[spec.envVar] !== undefined) continue;
+    const name = names.find((n) => env[n] !== undefined && env[n] !== "");
+    if (name === undefined) continue;
+    const source = `env ${name}`;
+    const value = parseOrThrow(spec as KeySpec<typeof field>, env[name]!, env[name]!, source);
+    (settings as unknown as Record<string, unknown>)[field] = value;
+    origins.set(field, { explicit: true, source });
+  }
 }

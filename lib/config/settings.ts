@@ -51,8 +51,14 @@ export interface Settings {
   clusterName: string | undefined;
   /** `kubernetes_kubelet_nodename`: the node this replica runs on; undefined when not set. */
   nodeName: string | undefined;
+  /** `kevents_datadog_bundle_window_seconds`. */
+  ddBundleWindowSeconds: number;
   /** `kevents_datadog_tags`: the check instance's `tags:`. */
   ddTags: string[];
+  /** `proxy.https`: the proxy of the Datadog intake; undefined when not set. */
+  ddProxyHttps: string | undefined;
+  /** `proxy.no_proxy`: hosts reached without the proxy. */
+  ddNoProxy: string[];
   /** `kevents_lease_duration_ms`; undefined when not set. */
   expertLeaseDurationMs: number | undefined;
   checkpointIntervalMs: number;

@@ -58,6 +58,10 @@ export interface DatadogConfig {
   unbundleEvents: boolean;
   /** Tags added to every Datadog event and service check (`kevents_datadog_tags`). */
   tags: string[];
+  /** The intake's proxy (`proxy.https`, `DD_PROXY_HTTPS`, else `HTTPS_PROXY`); absent: none. */
+  proxy?: string;
+  /** Hosts reached without the proxy (`proxy.no_proxy`, `DD_PROXY_NO_PROXY`, else `NO_PROXY`). */
+  noProxy: string[];
   /** retry (default) or drop. */
   onFailure: SinkOnFailure;
   /** Attempts per request before a send fails (default 5). */
@@ -144,6 +148,12 @@ export interface Config {
   sinks: SinkName[];
   /** Events buffered between the watch and the sinks (default 1000). */
   queueCapacity: number;
+  /**
+   * How long a batch gathers changes before it is sent, in ms: the Datadog
+   * sink's bundling window (`kevents_datadog_bundle_window_seconds`, 15 s
+   * as the Agent's check interval) when it bundles, else 0.
+   */
+  batchWindowMs: number;
   /**
    * Which events are delivered (`filtered_event_types`, `kevents_include_*`,
    * `kevents_exclude_*`); absent when none of them is set: every event.

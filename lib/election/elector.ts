@@ -35,6 +35,9 @@
  * reopened with backoff) the candidate polls every retry period as before.
  * The leader does not watch: it renews.
  *
+ * A candidate may also be given a guard (acquire_guard.ts), asked right
+ * before each write that would take the lock.
+ *
  * A term ends two ways. A stop (SIGTERM) first aborts `term.drain`: the
  * work finishes what is in flight while the leader keeps renewing, for at
  * most the shutdown budget; then `term.signal` aborts. Losing the lease,
@@ -59,9 +62,11 @@ import { AlreadyExistsError, ConflictError } from "../kube/mod.ts";
 import { microTime } from "./lease_lock.ts";
 import type { LeaderElectionRecord, Lock } from "./lock.ts";
 import { watchLock } from "./lock_watch.ts";
+import { type AcquireGuard, askGuard } from "./acquire_guard.ts";
 import { type ElectionTimings, validateTimings } from "./timings.ts";
 
 export { type ElectionTimings, validateTimings } from "./timings.ts";
+export type { AcquireGuard } from "./acquire_guard.ts";
 import { ShutdownBudgetError, StepDownError, type Term, TermExpiredError } from "./term.ts";
 
 export {
@@ -108,11 +113,14 @@ export interface ElectorOptions {
    * they poll, as client-go's do).
    */
   watchLock?: boolean;
+  /** Asked before each write that would take the lock (acquire_guard.ts; default none). */
+  guard?: AcquireGuard;
 }
 
 const log = getLogger(["kevents", "elector"]);
 
-type Attempt = "acquired" | "held" | "failed";
+/** How a try ended; "blocked": the guard kept the candidate from taking a free lock. */
+type Attempt = "acquired" | "held" | "blocked" | "failed";
 
 /**
  * Runs leader election until `signal` aborts: candidate, leader for a term,
@@ -184,8 +192,11 @@ class ElectorState {
     }
   }
 
-  /** One try, as client-go's tryAcquireOrRenew. */
-  async #tryAcquireOrRenew(signal: AbortSignal): Promise<Attempt> {
+  /**
+   * One try, as client-go's tryAcquireOrRenew; a candidate's (`acquiring`)
+   * asks the guard before it takes the lock.
+   */
+  async #tryAcquireOrRenew(signal: AbortSignal, acquiring: boolean): Promise<Attempt> {
     const { lock, identity, timings } = this.#o;
     const now = this.#clock.now();
     // A successful try holds the lease from when it was sent, not answered:
@@ -207,6 +218,8 @@ class ElectorState {
       return "failed";
     }
     if (current === undefined) {
+      const barred = acquiring ? await askGuard(this.#o.guard, signal) : undefined;
+      if (barred !== undefined) return barred;
       try {
         await lock.create(desired, signal);
       } catch (e) {
@@ -226,7 +239,12 @@ class ElectorState {
     // A record unchanged for a whole lease duration, by our clock, has expired.
     const leaseMs = current.leaseDurationSeconds * 1000;
     const expired = this.#observedAt + leaseMs <= seen;
-    if (current.holderIdentity !== "" && !mine && !expired) return "held";
+    if (current.holderIdentity !== "" && !mine && !expired) {
+      if (acquiring) this.#o.guard?.lockHeld?.();
+      return "held";
+    }
+    const barred = acquiring && !mine ? await askGuard(this.#o.guard, signal) : undefined;
+    if (barred !== undefined) return barred;
     if (mine) {
       desired.acquireTime = current.acquireTime;
       desired.leaderTransitions = current.leaderTransitions;
@@ -264,10 +282,10 @@ class ElectorState {
     };
   }
 
-  async #attempt(parent: AbortSignal, timeoutMs: number): Promise<Attempt> {
+  async #attempt(parent: AbortSignal, timeoutMs: number, acquiring: boolean): Promise<Attempt> {
     const { signal, done } = this.#bounded(parent, timeoutMs);
     try {
-      return await this.#tryAcquireOrRenew(signal);
+      return await this.#tryAcquireOrRenew(signal, acquiring);
     } catch (e) {
       if (parent.aborted) throw e;
       // Our own request timeout fired: that attempt failed.
@@ -299,7 +317,7 @@ class ElectorState {
       if (pauseMs > 0) await this.#clock.sleep(pauseMs, signal);
       for (;;) {
         const watchedBefore = this.#watchedCount;
-        const result = await this.#attempt(signal, timings.requestTimeoutMs);
+        const result = await this.#attempt(signal, timings.requestTimeoutMs, true);
         if (result === "acquired") return true;
         // Opened after the first try, so that it starts from the version just read.
         if (watching && watcher === undefined) watcher = this.#watchLock(stopWatch.signal);
@@ -318,11 +336,11 @@ class ElectorState {
 
   /**
    * Waits until the candidate's next try. Polling (no watch open, or the
-   * last try failed): one retry period, jittered. Watching: until the watch
-   * reports the lock released, deleted or ours (a change since the try
-   * began, so a try that lost a race does not repeat at once), or until the
-   * observed record has been unchanged for its lease duration on our clock:
-   * the rule the try itself applies.
+   * last try failed or was blocked by the guard): one retry period,
+   * jittered. Watching: until the watch reports the lock released, deleted
+   * or ours (a change since the try began, so a try that lost a race does
+   * not repeat at once), or until the observed record has been unchanged
+   * for its lease duration on our clock: the rule the try itself applies.
    */
   async #nextTry(signal: AbortSignal, result: Attempt, watchedBefore: number): Promise<void> {
     const { timings, identity } = this.#o;
@@ -337,7 +355,7 @@ class ElectorState {
         if (holder === "" || holder === identity) return;
       }
       let wakeAt: number;
-      if (!this.#watchOpen || result === "failed") wakeAt = pollAt;
+      if (!this.#watchOpen || result !== "held") wakeAt = pollAt;
       else if (this.#observed === undefined) wakeAt = Infinity; // The watch will report it.
       else wakeAt = this.#observedAt + this.#observed.leaseDurationSeconds * 1000;
       if (wakeAt <= this.#clock.now()) return;
@@ -510,6 +528,7 @@ class ElectorState {
         const result = await this.#attempt(
           term.signal,
           Math.min(timings.requestTimeoutMs, remaining),
+          false,
         )
           .catch(() => "failed" as Attempt);
         if (result === "acquired") {

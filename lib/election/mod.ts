@@ -5,11 +5,14 @@
  * record on a ConfigMap or Endpoints object (annotation_lock.ts), the
  * Datadog Agent 6's lock. The elector gives each term its own
  * AbortController and settles only after the term's work has stopped.
+ * Before a candidate takes its lock, the rival-lock guard (rival_lock.ts)
+ * makes sure no other election holds a same-named lock of another kind.
  *
  * @module
  */
 
 export {
+  type AcquireGuard,
   runElector,
   ShutdownBudgetError,
   StepDownError,
@@ -20,3 +23,11 @@ export {
 export type { LeaderElectionRecord, Lock } from "./lock.ts";
 export { LeaseLock } from "./lease_lock.ts";
 export { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
+export {
+  type LockKind,
+  type Rival,
+  type RivalLock,
+  RivalLockGuard,
+  type RivalLockMetrics,
+  rivalLocks,
+} from "./rival_lock.ts";

@@ -5,22 +5,28 @@
  * default, the Agent's check interval).
  *
  * Each run lists `componentstatuses` and reports one check per component,
- * tagged `component:<name>`, from its `Healthy` condition: OK when `True`,
- * CRITICAL when `False` (message: the condition's error, else its
- * message), UNKNOWN otherwise. Clusters that no longer serve
- * componentstatuses (deprecated since 1.19) answer 404; from then on the
- * term reports `GET /readyz?verbose` instead: one check per `[+]name` /
- * `[-]name` line, tagged `check:<name>` (OK / CRITICAL), and the overall
- * answer tagged `component:apiserver` (OK on 200, CRITICAL otherwise), the
- * tag the Agent gives its own readyz-based result.
+ * tagged `component:<name>`, from its `Healthy` condition: OK when `True`
+ * (message: the condition's message), CRITICAL when `False` (message: the
+ * condition's error, else its message), UNKNOWN otherwise; a component
+ * without a `Healthy` condition is not reported, as in the Agent. Clusters
+ * that no longer serve componentstatuses (deprecated since 1.19) answer
+ * 404; from then on the term reads `GET /readyz?verbose` and reports it as
+ * the Agent's readyz form does: `component:apiserver` (OK "ok" on a 200,
+ * else CRITICAL "apiserver not ready") and `component:etcd` (OK "ok" when
+ * every `etcd*` check line passes, else CRITICAL "etcd not ready"); the
+ * failing check lines follow the Agent's message after a colon. Where the
+ * Agent would use componentstatuses and find none, it sends nothing; kevents
+ * reports readyz instead.
  *
  * When the API cannot be read (403, 5xx, timeout, no connection) the run
- * reports a single UNKNOWN check carrying the reason, with no component
- * tag, and the loop goes on. UNKNOWN, not CRITICAL: the Agent keeps
- * CRITICAL for a component that says it is unhealthy, and on a failed read
- * it reports no component state at all (a check warning); a monitor should
- * not page "control plane down" because kevents lacks a permission or one
- * request failed.
+ * sends no check, as the Agent's does: a monitor must not page "control
+ * plane down" because kevents lacks a permission or one request failed. The
+ * reason is logged at WARN (once while it lasts) and counted
+ * (`kevents_service_check_failures_total`).
+ *
+ * Checks carry a host when kevents knows the node it runs on
+ * (`kubernetes_kubelet_nodename`): `<node>-<cluster name>`, the Cluster
+ * Agent's own host name, which the Agent gives these checks.
  *
  * @module
  */
@@ -58,8 +64,10 @@ export interface ControlPlaneCheckOptions {
   /** Bound of each API request, in ms (default: the client's). */
   requestTimeoutMs?: number;
   clock?: Clock;
-  /** Counts the checks emitted, by status. */
-  metrics?: Pick<Metrics, "serviceCheck">;
+  /** Counts the checks emitted, by status, and the runs that could not read the API. */
+  metrics?: Pick<Metrics, "serviceCheck" | "serviceCheckFailure">;
+  /** The host of every check (`<node>-<cluster name>`); absent: none. */
+  hostName?: string;
 }
 
 const log = getLogger(["kevents", "control_plane_check"]);
@@ -88,7 +96,7 @@ function check(
 
 /**
  * One check per component of a componentstatuses list, from its `Healthy`
- * condition; a component without one is UNKNOWN. `timestamp` in seconds.
+ * condition; a component without one is left out. `timestamp` in seconds.
  */
 export function componentStatusChecks(
   items: readonly V1ComponentStatus[],
@@ -100,9 +108,9 @@ export function componentStatusChecks(
     if (name === undefined || name === "") continue;
     const tags = [`component:${name}`];
     const healthy = item.conditions?.find((c) => c.type === "Healthy");
-    if (healthy === undefined) {
-      checks.push(check(CHECK_STATUS.UNKNOWN, tags, timestamp, "No Healthy condition"));
-    } else if (healthy.status === "True") {
+    // The Agent reports only a component's Healthy condition.
+    if (healthy === undefined) continue;
+    if (healthy.status === "True") {
       checks.push(check(CHECK_STATUS.OK, tags, timestamp, healthy.message));
     } else {
       // The error says what is wrong; the message is often only a probe's output.
@@ -116,39 +124,55 @@ export function componentStatusChecks(
 const READYZ_LINE = /^\[([+-])\](\S+)(?: (.*))?$/;
 
 /**
- * The checks of a `/readyz?verbose` answer: one per `[+]name ok` or
- * `[-]name failed...` line (tag `check:<name>`), then the overall result
- * (tag `component:apiserver`, OK only for a 200). Undefined when a failed
- * answer lists no check (it is not the health endpoint speaking).
+ * The checks of a `/readyz?verbose` answer, in the Agent's readyz form:
+ * `component:apiserver` (OK "ok" for a 200, else CRITICAL "apiserver not
+ * ready") and, when the answer lists etcd checks, `component:etcd` (OK "ok"
+ * when every `etcd*` line passes, else CRITICAL "etcd not ready"); the
+ * failing lines' names follow a CRITICAL message after a colon. Undefined
+ * when a failed answer lists no check (it is not the health endpoint
+ * speaking).
  */
 export function readyzChecks(answer: TextAnswer, timestamp: number): ServiceCheck[] | undefined {
-  const checks: ServiceCheck[] = [];
   const failed: string[] = [];
+  const etcd: { passed: number; failed: string[] } = { passed: 0, failed: [] };
+  let lines = 0;
   for (const line of answer.text.split("\n")) {
     const m = READYZ_LINE.exec(line.trim());
     if (m === null) continue;
-    const [, sign, name, rest] = m as unknown as [string, string, string, string | undefined];
-    const tags = [`check:${name}`];
+    lines++;
+    const [, sign, name] = m as unknown as [string, string, string];
+    const isEtcd = name.startsWith("etcd");
     if (sign === "+") {
-      checks.push(check(CHECK_STATUS.OK, tags, timestamp, rest === "ok" ? undefined : rest));
+      if (isEtcd) etcd.passed++;
     } else {
       failed.push(name);
-      checks.push(check(CHECK_STATUS.CRITICAL, tags, timestamp, rest));
+      if (isEtcd) etcd.failed.push(name);
     }
   }
   const ok = answer.code === 200;
-  if (!ok && checks.length === 0) return undefined;
-  const message = ok
-    ? undefined
-    : `readyz check failed${failed.length > 0 ? `: ${failed.join(", ")}` : ` (${answer.code})`}`;
-  checks.push(
-    check(
-      ok ? CHECK_STATUS.OK : CHECK_STATUS.CRITICAL,
+  if (!ok && lines === 0) return undefined;
+  const notReady = (what: string, names: string[]) =>
+    `${what} not ready${names.length > 0 ? `: ${names.join(", ")}` : ` (${answer.code})`}`;
+  const checks = [
+    ok ? check(CHECK_STATUS.OK, ["component:apiserver"], timestamp, "ok") : check(
+      CHECK_STATUS.CRITICAL,
       ["component:apiserver"],
       timestamp,
-      message,
+      notReady("apiserver", failed),
     ),
-  );
+  ];
+  if (etcd.passed + etcd.failed.length > 0) {
+    checks.push(
+      etcd.failed.length === 0
+        ? check(CHECK_STATUS.OK, ["component:etcd"], timestamp, "ok")
+        : check(
+          CHECK_STATUS.CRITICAL,
+          ["component:etcd"],
+          timestamp,
+          notReady("etcd", etcd.failed),
+        ),
+    );
+  }
   return checks;
 }
 
@@ -183,13 +207,13 @@ class ControlPlaneProbe {
     return Math.floor(this.#clock.now() / 1000);
   }
 
-  #unknown(what: string, error: unknown): RunResult {
+  #failed(what: string, error: unknown): RunResult {
     const message = `Cannot ${what}: ${reasonOf(error)}`;
     const hint = error instanceof ForbiddenError && what === "list componentstatuses"
       ? ` (kevents needs the "list" verb on "componentstatuses" in the core API group)`
       : "";
     return {
-      checks: [check(CHECK_STATUS.UNKNOWN, [], this.#now(), message)],
+      checks: [],
       problem: { message, hint },
     };
   }
@@ -206,7 +230,7 @@ class ControlPlaneProbe {
         return { checks: componentStatusChecks(page.items, this.#now()) };
       } catch (e) {
         if (signal.aborted) throw signal.reason;
-        if (!(e instanceof NotFoundError)) return this.#unknown("list componentstatuses", e);
+        if (!(e instanceof NotFoundError)) return this.#failed("list componentstatuses", e);
         this.#componentStatuses = false;
         log.info(
           "The API server does not serve componentstatuses; reporting /readyz?verbose instead",
@@ -223,13 +247,13 @@ class ControlPlaneProbe {
       });
       const checks = readyzChecks(answer, this.#now());
       if (checks !== undefined) return { checks };
-      return this.#unknown(
+      return this.#failed(
         "read /readyz?verbose",
         new Error(`${answer.code} answer without checks: ${answer.text.slice(0, 200).trim()}`),
       );
     } catch (e) {
       if (signal.aborted) throw signal.reason;
-      return this.#unknown("read /readyz?verbose", e);
+      return this.#failed("read /readyz?verbose", e);
     }
   }
 }
@@ -273,7 +297,7 @@ export async function runControlPlaneCheck(
     try {
       const { checks, problem } = await probe.run(signal);
       if (problem !== undefined && problem.message !== lastProblem) {
-        log.warn("Control-plane check: {problem}{hint}; reported as UNKNOWN", {
+        log.warn("Control-plane check: {problem}{hint}; no service check is sent", {
           problem: problem.message,
           hint: problem.hint,
         });
@@ -281,8 +305,12 @@ export async function runControlPlaneCheck(
         log.info("Control-plane check: the API server answers again");
       }
       lastProblem = problem?.message;
+      if (problem !== undefined) o.metrics?.serviceCheckFailure();
       for (const c of checks) o.metrics?.serviceCheck(c.status);
-      await deliver(o.sinks, checks, signal);
+      const hosted = o.hostName === undefined
+        ? checks
+        : checks.map((c) => ({ ...c, hostName: o.hostName }));
+      if (hosted.length > 0) await deliver(o.sinks, hosted, signal);
     } catch (e) {
       if (signal.aborted) return;
       // A bug, not an API failure: keep the leader's other work running.

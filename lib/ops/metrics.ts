@@ -61,6 +61,7 @@ export class Metrics {
   readonly #delivered: Counter<"sink" | "type">;
   readonly #filtered: Counter<"type">;
   readonly #dropped: Counter<"sink" | "type">;
+  readonly #rejected: Counter<"sink">;
   readonly #sinkErrors: Counter<"sink">;
   readonly #sinkRetries: Counter<"sink">;
   readonly #latency: Histogram<"sink">;
@@ -75,10 +76,13 @@ export class Metrics {
   readonly #apiRequests: Counter<"verb" | "code">;
   readonly #lastWatchActivity: Gauge;
   readonly #serviceChecks: Counter<"status">;
+  readonly #serviceCheckFailures: Counter;
   readonly #checkpointResets: Counter<"reason">;
   readonly #checkpointHeals: Counter<"reason">;
   readonly #shutdownCut: Counter;
   readonly #stepDowns: Counter;
+  readonly #rivalLockHeld: Gauge;
+  readonly #rivalLockForbidden: Counter<"kind">;
   #queueDepthRead: () => number = () => 0;
   #lastWatchActivityRead: (() => number) | undefined;
 
@@ -106,6 +110,13 @@ export class Metrics {
       name: `${PREFIX}events_dropped_total`,
       help: "Events a sink gave up on (only with its on_failure: drop), by sink and event type",
       labelNames: ["sink", "type"],
+      registers,
+    });
+    this.#rejected = new Counter({
+      name: `${PREFIX}sink_rejected_events_total`,
+      help: "Events a sink's receiver refused for good (400, 413, 422: set aside, logged with " +
+        "their key, never retried; the checkpoint moves past them), by sink",
+      labelNames: ["sink"],
       registers,
     });
     this.#sinkErrors = new Counter({
@@ -221,10 +232,28 @@ export class Metrics {
         "permissions refused for longer than kevents_watch_failure_limit_seconds)",
       registers,
     });
+    this.#rivalLockHeld = new Gauge({
+      name: `${PREFIX}rival_lock_held`,
+      help: "1 while a live holder of a same-named lock of another kind (the Datadog Agent's " +
+        "ConfigMap lock, say) keeps this replica from leading, else 0",
+      registers,
+    });
+    this.#rivalLockForbidden = new Counter({
+      name: `${PREFIX}rival_lock_forbidden_total`,
+      help: "Reads of a same-named lock of another kind that RBAC refused (403; kevents then " +
+        "leads without checking it), by kind (lease, configmap, endpoints)",
+      labelNames: ["kind"],
+      registers,
+    });
     this.#serviceChecks = new Counter({
       name: `${PREFIX}service_checks_total`,
       help: "Control-plane service checks emitted, by status (ok, warning, critical, unknown)",
       labelNames: ["status"],
+      registers,
+    });
+    this.#serviceCheckFailures = new Counter({
+      name: `${PREFIX}service_check_failures_total`,
+      help: "Control-plane check runs that could not read the API server (no service check sent)",
       registers,
     });
     new Gauge({
@@ -283,6 +312,11 @@ export class Metrics {
   /** A sink dropped these events. */
   dropped(sink: string, types: readonly (string | undefined)[]): void {
     for (const t of types) this.#dropped.inc({ sink, type: eventTypeLabel(t) });
+  }
+
+  /** A sink's receiver refused `n` events for good: they were set aside. */
+  rejected(sink: string, n = 1): void {
+    this.#rejected.inc({ sink }, n);
   }
 
   /** A sink failed to take a batch. */
@@ -350,6 +384,18 @@ export class Metrics {
     this.#stepDowns.inc();
   }
 
+  /**
+   * The rival-lock guard checked before a try to lead: whether a live rival
+   * keeps this replica from leading, and the rival kinds RBAC refused.
+   */
+  rivalLock(held: boolean, forbidden: readonly string[] = []): void {
+    this.#rivalLockHeld.set(held ? 1 : 0);
+    for (const kind of forbidden) {
+      const known = kind === "lease" || kind === "configmap" || kind === "endpoints";
+      this.#rivalLockForbidden.inc({ kind: known ? kind : "other" });
+    }
+  }
+
   /** This replica started leading (with the lock's transition count) or stopped. */
   leading(leading: boolean, transitions?: number): void {
     this.#leader.set(leading ? 1 : 0);
@@ -367,6 +413,11 @@ export class Metrics {
   /** A service check was emitted. */
   serviceCheck(status: 0 | 1 | 2 | 3): void {
     this.#serviceChecks.inc({ status: ["ok", "warning", "critical", "unknown"][status]! });
+  }
+
+  /** A control-plane check run could not read the API server and sent nothing. */
+  serviceCheckFailure(): void {
+    this.#serviceCheckFailures.inc();
   }
 
   /** The Prometheus text exposition. */

@@ -1,8 +1,11 @@
 /**
- * The pump's bounded queue between the reader and the deliverer.
+ * The pump's bounded queue between the reader and the deliverer, and the
+ * batch window the deliverer gathers with.
  *
  * @module
  */
+
+import type { Clock } from "../time/mod.ts";
 
 /** A FIFO with a capacity: push waits while full, take waits while empty. */
 export class BoundedQueue<T> {
@@ -41,6 +44,21 @@ export class BoundedQueue<T> {
     }
     this.#items.push(item);
     this.#notEmpty?.();
+  }
+
+  /** Whether {@linkcode close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Resolves once the queue holds something or is closed; rejects with the
+   * signal's reason on abort. One waiter at a time, as for `take`.
+   */
+  waitForItems(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.size > 0 || this.#closed) return Promise.resolve();
+    return this.#waitFor("empty", signal);
   }
 
   /** No more pushes: once empty, `take` returns an empty batch instead of waiting. */
@@ -87,5 +105,39 @@ export class BoundedQueue<T> {
       else this.#notEmpty = done;
       signal.addEventListener("abort", onAbort, { once: true });
     });
+  }
+}
+
+/**
+ * Adds to `items` what the queue receives within `windowMs` (on `clock`),
+ * until the batch is full, the queue closes, the drain begins or `signal`
+ * aborts: a batch window.
+ */
+export async function gather<T>(
+  queue: BoundedQueue<T>,
+  items: T[],
+  max: number,
+  windowMs: number,
+  clock: Clock,
+  drain: AbortSignal | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const window = new AbortController();
+  const stop = drain === undefined
+    ? AbortSignal.any([signal, window.signal])
+    : AbortSignal.any([signal, drain, window.signal]);
+  const timer = clock.sleep(windowMs, stop).then(() => window.abort(), () => {});
+  try {
+    while (items.length < max && !stop.aborted && !queue.closed) {
+      try {
+        await queue.waitForItems(stop);
+      } catch {
+        break; // The window closed, the drain began or the pump stops.
+      }
+      items.push(...await queue.take(max - items.length, stop).catch(() => []));
+    }
+  } finally {
+    window.abort();
+    await timer;
   }
 }

@@ -48,9 +48,10 @@ import {
   UnauthorizedError,
   WatchStalledError,
 } from "../kube/mod.ts";
-import { ShutdownBudgetError, TermExpiredError } from "../election/mod.ts";
+import { ShutdownBudgetError } from "../election/mod.ts";
 import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
-import { BoundedQueue } from "./_queue.ts";
+import { BoundedQueue, gather } from "./_queue.ts";
+import { sendWithRetry } from "./_send.ts";
 import { historyGone, isNewer, refusesResourceVersion, serverBehind } from "./_resume.ts";
 import { eventTypeLabel, type Liveness, type Metrics } from "../ops/mod.ts";
 import type { EventRecord, Fence, Sink } from "../sinks/mod.ts";
@@ -73,6 +74,14 @@ export interface PumpOptions {
   watchTimeoutSeconds?: number;
   /** Records per send (default 500). */
   batchSize?: number;
+  /**
+   * How long a batch may wait for more changes before it is sent, in ms,
+   * counted from its first change (default 0: a batch is sent as soon as
+   * anything is queued). A sink that gathers a batch into fewer messages
+   * (the Datadog sink's bundles) wants a window; the checkpoint is then
+   * held back by at most this long. A drain sends at once.
+   */
+  batchWindowMs?: number;
   /**
    * After the stop signal, a send in flight may finish for this long
    * (default 2000 ms); none when the signal's reason is a
@@ -111,7 +120,7 @@ export interface PumpOptions {
   liveness?: Pick<Liveness, "activity" | "waitingOnSinks">;
 }
 
-interface Item {
+export interface Item {
   record?: EventRecord;
   /** The type of `record`'s event, for the metrics (read without decoding a watched event). */
   type?: string;
@@ -231,6 +240,10 @@ async function deliverLoop(
         return; // Stopped while idle: nothing in flight.
       }
       if (items.length === 0) return; // Drained: the reader stopped and the queue is empty.
+      const windowMs = o.batchWindowMs ?? 0;
+      if (windowMs > 0 && items.length < (o.batchSize ?? 500)) {
+        await gather(queue, items, o.batchSize ?? 500, windowMs, clock, o.drain, signal);
+      }
       const records: EventRecord[] = [];
       const delivering: Item[] = [];
       for (const item of items) {
@@ -267,44 +280,6 @@ async function deliverLoop(
   } finally {
     signal.removeEventListener("abort", onAbort);
     clearTimeout(graceTimer);
-  }
-}
-
-async function sendWithRetry(
-  sink: Sink,
-  records: readonly EventRecord[],
-  /** The items of `records`, with their events' types and times. */
-  items: readonly Item[],
-  signal: AbortSignal,
-  backoff: Backoff,
-  o: PumpOptions,
-): Promise<void> {
-  const options = o.fence === undefined ? undefined : { fence: o.fence };
-  for (;;) {
-    try {
-      const droppedBefore = sink.dropped ?? 0;
-      // Before every attempt, retries included: a term past its renew
-      // deadline (a paused process waking up) sends nothing.
-      o.fence?.assertCurrent();
-      await sink.send(records, signal, options);
-      if (o.metrics !== undefined) {
-        if ((sink.dropped ?? 0) > droppedBefore) {
-          o.metrics.dropped(sink.name, items.map((i) => i.type));
-        } else {
-          o.metrics.delivered(sink.name, items, (o.clock ?? systemClock).now());
-        }
-      }
-      return;
-    } catch (e) {
-      if (signal.aborted || e instanceof TermExpiredError) throw e;
-      o.metrics?.sinkError(sink.name);
-      log.warn("Sink {sink} failed to take {n} events: {error}; retrying", {
-        sink: sink.name,
-        n: records.length,
-        error: String(e),
-      });
-      await backoff.wait(signal);
-    }
   }
 }
 

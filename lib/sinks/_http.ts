@@ -13,6 +13,21 @@
  * remembered: the next call waits until then before its first attempt. Any
  * other answer below 200 or from 300 up rejects at once.
  *
+ * What a refusal means ({@linkcode isPermanentRejection}):
+ *
+ * - 400 Bad Request, 413 Payload Too Large, 422 Unprocessable Entity refuse
+ *   what was sent, for good: the same bytes get the same answer (a Datadog
+ *   event older than the intake takes, a body too big). The sinks set the
+ *   refused records aside (sink.ts) and deliver the rest.
+ * - 401 and 403 refuse the credentials (the API key, the token), which
+ *   every record would meet alike: setting records aside would discard
+ *   them all. The send fails, and the pump retries it until the
+ *   credentials are mended, holding the checkpoint back.
+ * - Everything else is transient and fails the send, for the pump to retry
+ *   it: 404 (a receiver not deployed yet, a proxy's route), 408, 409 (a
+ *   fencing receiver refusing a deposed leader), other 4xx, and within the
+ *   call already 429, 5xx, network errors and timeouts.
+ *
  * @module
  */
 
@@ -67,6 +82,8 @@ export interface HttpSenderOptions {
   random?: () => number;
   /** Told of every attempt repeated after a retryable failure (metrics). */
   onRetry?: () => void;
+  /** A proxy (http:// or https://) requests go through, with CONNECT for https targets. */
+  proxy?: string;
 }
 
 /** A successful answer. */
@@ -123,6 +140,29 @@ export const MAX_BODY_IN_MESSAGE = 512;
 export const MAX_RETRY_AFTER_MS = 10 * 60 * 1000;
 
 export { isSecretHeader, redact } from "../ops/mod.ts";
+
+/** Statuses that refuse the content of a request for good (see the module documentation). */
+export const PERMANENT_REJECTIONS: ReadonlySet<number> = new Set([400, 413, 422]);
+
+/** Whether `e` is an answer refusing what was sent for good: 400, 413 or 422. */
+export function isPermanentRejection(e: unknown): e is HttpSinkError & { status: number } {
+  return e instanceof HttpSinkError && e.status !== undefined &&
+    PERMANENT_REJECTIONS.has(e.status);
+}
+
+/** Characters of an answer's body kept as the reason of a set-aside record. */
+export const MAX_REASON_LENGTH = 200;
+
+/**
+ * The short reason of a permanent rejection: the answer's body (already
+ * truncated and redacted) on one line, at most {@linkcode MAX_REASON_LENGTH}
+ * characters; the status's reason phrase when the body is empty.
+ */
+export function rejectionReason(e: HttpSinkError): string {
+  const text = e.body.replace(/\s+/g, " ").trim();
+  if (text === "") return REASONS[e.status ?? 0] ?? "no reason given";
+  return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH)}...` : text;
+}
 
 /**
  * Parses a Retry-After value: delay-seconds or an HTTP date, relative to
@@ -200,6 +240,7 @@ const log = getLogger(["kevents", "sink"]);
 export class HttpSender {
   readonly #label: string;
   readonly #tls: HttpTlsOptions;
+  readonly #proxy: string | undefined;
   #transport: Promise<HttpTransport> | undefined;
   readonly #secrets: readonly string[];
   readonly #timeoutMs: number;
@@ -225,6 +266,7 @@ export class HttpSender {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
     this.#tls = options.tls ?? {};
+    this.#proxy = options.proxy;
   }
 
   /** The pool, opened on first use. */
@@ -234,6 +276,7 @@ export class HttpSender {
       cert: this.#tls.cert,
       key: this.#tls.key,
       skipTLSVerify: this.#tls.insecureSkipVerify === true,
+      ...(this.#proxy === undefined ? {} : { proxyUrl: this.#proxy }),
     });
     return this.#transport;
   }

@@ -37,7 +37,21 @@
  *
  * A batch posted partly before a failure resumes where it stopped when the
  * pump sends the same batch again, so its first events are not posted twice.
- * 403 (or 401) means the API key is bad; the error says so without the key.
+ * 403 (or 401) means the API key is bad; the error says so without the key,
+ * and the send fails (the pump retries it, holding everything back, as a
+ * bad key refuses every event alike).
+ *
+ * Refused for good. A 400, 413 or 422 answer to one Datadog event (an event
+ * older than the intake takes, 18 hours, or one it cannot read) refuses
+ * that event, not the batch: its Kubernetes records (one, or every record a
+ * bundle was made of) are set aside, listed in the send's result with the
+ * status and the intake's answer (see sink.ts), and the next Datadog event
+ * of the batch is posted; the batch resolves. A set-aside record is never
+ * posted again, also when the batch resumes after a later failure. Counts:
+ * the last count of an Event any of whose records was set aside is not
+ * updated, as for a dropped batch, so the next accepted change of that Event
+ * reports the set-aside occurrences too (an over-count at worst, never an
+ * under-count).
  *
  * @module
  */
@@ -45,17 +59,22 @@
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import type { Clock } from "../time/mod.ts";
+import { type DatadogContext, eventHost, eventTags, sortedTags } from "./_datadog_tags.ts";
 import {
   displayUrl,
   HttpSender,
   HttpSinkError,
   type HttpTlsOptions,
+  isPermanentRejection,
   type OnFailure,
+  rejectionReason,
 } from "./_http.ts";
 import {
   type EventRecord,
   eventTime,
+  type Rejection,
   type SendOptions,
+  type SendResult,
   type ServiceCheck,
   type ServiceCheckSink,
   type Sink,
@@ -94,6 +113,14 @@ export interface DatadogSinkOptions {
   url?: string;
   /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
   unbundleEvents?: boolean;
+  /** The cluster's name (`cluster_name`): host suffix and `kube_cluster_name` tag. */
+  clusterName?: string;
+  /** Tags added to every event and service check (`kevents_datadog_tags`). */
+  tags?: readonly string[];
+  /** The intake's proxy (http:// or https://). */
+  proxy?: string;
+  /** Hosts (`host` or `host:port`, matched exactly) reached without the proxy. */
+  noProxy?: readonly string[];
   /** TLS settings (PEM texts), for a proxy or a test receiver. */
   tls?: HttpTlsOptions;
   /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
@@ -151,6 +178,8 @@ export interface Occurrence {
   event: CoreV1Event;
   /** Occurrences since the event was last seen (its whole count at first sight). */
   increase: number;
+  /** The key of the record it comes from, if any. */
+  key?: string;
 }
 
 /** How many times an event happened: `count`, else `series.count`, at least 1. */
@@ -173,11 +202,12 @@ export function countIncreases(
   const occurrences = batch.map((r): Occurrence => {
     const n = occurrencesOf(r.event);
     const uid = r.event.metadata?.uid;
-    if (uid === undefined || uid === "") return { event: r.event, increase: n };
+    if (uid === undefined || uid === "") return { event: r.event, increase: n, key: r.key };
     const previous = updates.get(uid) ?? counts.get(uid);
     // A count below the one seen is an older version (a replay): nothing new.
     updates.set(uid, Math.max(previous ?? 0, n));
-    return { event: r.event, increase: previous === undefined ? n : Math.max(0, n - previous) };
+    const increase = previous === undefined ? n : Math.max(0, n - previous);
+    return { event: r.event, increase, key: r.key };
   });
   return { occurrences, updates };
 }
@@ -203,14 +233,6 @@ function readableKey(e: CoreV1Event): string {
   return o.namespace ? `${o.kind} ${o.namespace}/${o.name}` : `${o.kind} ${o.name}`;
 }
 
-function hostOf(e: CoreV1Event): string | undefined {
-  const o = e.involvedObject;
-  if (o.kind === "Pod") return e.source?.host || undefined;
-  // A Node's events do not always carry source.host; the Node's name is the host.
-  if (o.kind === "Node") return o.name || e.source?.host || undefined;
-  return undefined;
-}
-
 function aggregationKey(e: CoreV1Event): string {
   const o = e.involvedObject;
   return `kubernetes_apiserver:${o.uid || `${o.kind}/${o.namespace ?? ""}/${o.name}`}`.slice(
@@ -219,24 +241,15 @@ function aggregationKey(e: CoreV1Event): string {
   );
 }
 
-function objectTags(e: CoreV1Event): string[] {
-  const o = e.involvedObject;
-  const tags = [`kube_kind:${o.kind}`, `kube_name:${o.name}`];
-  if (o.namespace) tags.push(`kube_namespace:${o.namespace}`);
-  tags.push(`source_component:${e.source?.component ?? ""}`, "orchestrator:kubernetes");
-  if (e.reportingComponent) tags.push(`reporting_controller:${e.reportingComponent}`);
-  return tags;
-}
-
 function reportable(e: CoreV1Event): boolean {
   const o = e.involvedObject;
   return Boolean(o?.kind && o?.name && e.reason && e.message);
 }
 
 /** The Datadog event of one Kubernetes event (unbundled). */
-function unbundledEvent(e: CoreV1Event, now: number): DatadogEvent {
-  const tags = [...objectTags(e), `event_reason:${e.reason}`];
-  const host = hostOf(e);
+function unbundledEvent(e: CoreV1Event, now: number, ctx: DatadogContext): DatadogEvent {
+  const tags = [...eventTags(e, ctx), `event_reason:${e.reason}`];
+  const host = eventHost(e, ctx);
   return {
     title: `${readableKey(e)}: ${e.reason}`,
     text: e.message!.slice(0, 4000),
@@ -253,18 +266,23 @@ function unbundledEvent(e: CoreV1Event, now: number): DatadogEvent {
 /** Occurrences of one involved object and event type, for one Datadog event. */
 class Bundle {
   readonly first: CoreV1Event;
+  /** The keys of the records whose occurrences it holds. */
+  readonly keys: string[] = [];
   /** Occurrences per "**reason**: message" line. */
   readonly #counts = new Map<string, number>();
   readonly #reasons = new Set<string>();
   #since = Infinity;
   #last = -Infinity;
 
-  constructor(first: CoreV1Event) {
+  readonly #context: DatadogContext;
+
+  constructor(first: CoreV1Event, context: DatadogContext) {
     this.first = first;
+    this.#context = context;
   }
 
   /** Adds the occurrences if the text stays within the limit; false when it would not. */
-  add(e: CoreV1Event, increase: number, now: number): boolean {
+  add({ event: e, increase, key }: Occurrence, now: number): boolean {
     let line = `**${e.reason}**: ${e.message}\n`;
     if (!this.#counts.has(line)) {
       const grown = new Map(this.#counts).set(line, increase);
@@ -276,6 +294,7 @@ class Bundle {
       }
     }
     this.#counts.set(line, (this.#counts.get(line) ?? 0) + increase);
+    if (key !== undefined) this.keys.push(key);
     this.#reasons.add(e.reason!);
     const last = seconds(eventTime(e), now);
     const since = seconds(asText(e.firstTimestamp) ?? eventTime(e), last);
@@ -295,20 +314,33 @@ class Bundle {
 
   toEvent(): DatadogEvent {
     const e = this.first;
-    const host = hostOf(e);
-    const tags = [...objectTags(e), ...[...this.#reasons].map((r) => `event_reason:${r}`)];
+    const host = eventHost(e, this.#context);
+    const tags = [
+      ...eventTags(e, this.#context),
+      ...[...this.#reasons].map((r) => `event_reason:${r}`),
+    ];
     return {
       title: `Events from the ${readableKey(e)}`,
       text: this.#text(this.#counts, this.#last, this.#since),
       date_happened: this.#last,
       priority: "normal",
       ...(host === undefined ? {} : { host }),
-      tags: [...new Set(tags)].sort(),
+      tags: sortedTags(tags),
       alert_type: e.type === "Warning" ? "warning" : "info",
       aggregation_key: aggregationKey(e),
       source_type_name: "kubernetes",
     };
   }
+}
+
+/** Options of {@linkcode toDatadogEvents}. */
+export interface DatadogEventOptions {
+  /** One Datadog event per Kubernetes event (default false: bundled). */
+  unbundle?: boolean;
+  /** Seconds since the epoch standing in for a missing time (default now). */
+  now?: number;
+  /** The cluster name and tags every event gets. */
+  context?: DatadogContext;
 }
 
 /**
@@ -320,25 +352,46 @@ class Bundle {
  */
 export function toDatadogEvents(
   occurrences: readonly Occurrence[],
-  options: { unbundle?: boolean; now?: number } = {},
+  options: DatadogEventOptions = {},
 ): DatadogEvent[] {
+  return sourcedDatadogEvents(occurrences, options).map((s) => s.event);
+}
+
+/** A Datadog event and the keys of the records it was made of. */
+export interface SourcedEvent {
+  event: DatadogEvent;
+  /** The {@linkcode Occurrence.key}s it holds, in batch order. */
+  keys: string[];
+}
+
+/** {@linkcode toDatadogEvents}, each event with the keys of the records it was made of. */
+export function sourcedDatadogEvents(
+  occurrences: readonly Occurrence[],
+  options: DatadogEventOptions = {},
+): SourcedEvent[] {
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const wanted = occurrences.filter((o) => o.increase > 0 && reportable(o.event));
-  if (options.unbundle === true) return wanted.map((o) => unbundledEvent(o.event, now));
+  if (options.unbundle === true) {
+    return wanted.map((o) => ({
+      event: unbundledEvent(o.event, now, options.context ?? {}),
+      keys: o.key === undefined ? [] : [o.key],
+    }));
+  }
   const open = new Map<string, Bundle>();
   const bundles: Bundle[] = [];
-  for (const { event: e, increase } of wanted) {
+  for (const occurrence of wanted) {
+    const e = occurrence.event;
     const o = e.involvedObject;
     const id = JSON.stringify([o.kind, o.uid ?? "", o.namespace ?? "", o.name, e.type ?? ""]);
     let bundle = open.get(id);
-    if (bundle === undefined || !bundle.add(e, increase, now)) {
-      bundle = new Bundle(e);
-      bundle.add(e, increase, now);
+    if (bundle === undefined || !bundle.add(occurrence, now)) {
+      bundle = new Bundle(e, options.context ?? {});
+      bundle.add(occurrence, now);
       open.set(id, bundle);
       bundles.push(bundle);
     }
   }
-  return bundles.map((b) => b.toEvent());
+  return bundles.map((b) => ({ event: b.toEvent(), keys: b.keys }));
 }
 
 const log = getLogger(["kevents", "sink", "datadog"]);
@@ -347,10 +400,14 @@ const log = getLogger(["kevents", "sink", "datadog"]);
 interface Progress {
   /** The keys of the batch's records. */
   signature: string;
-  events: DatadogEvent[];
-  /** Events already accepted. */
+  events: SourcedEvent[];
+  /** Events already accepted or refused for good. */
   sent: number;
   updates: Map<string, number>;
+  /** The records set aside so far. */
+  rejected: Rejection[];
+  /** The uids of the Kubernetes events of `rejected`: their counts are not updated. */
+  rejectedUids: Set<string>;
 }
 
 /** Delivers events (and service checks) to Datadog. */
@@ -361,6 +418,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
   readonly #base: string;
   readonly #headers: Record<string, string>;
   readonly #unbundle: boolean;
+  readonly #context: DatadogContext;
   readonly #onFailure: OnFailure;
   readonly #counts: OccurrenceCounts;
   readonly #http: HttpSender;
@@ -381,12 +439,18 @@ export class DatadogSink implements Sink, ServiceCheckSink {
       "User-Agent": options.userAgent ?? "kevents",
     };
     this.#unbundle = options.unbundleEvents ?? false;
+    this.#context = {
+      ...(options.clusterName === undefined ? {} : { clusterName: options.clusterName }),
+      tags: options.tags ?? [],
+    };
+    const direct = options.noProxy?.some((h) => h === base.host || h === base.hostname) ?? false;
     this.#onFailure = options.onFailure ?? "retry";
     this.#counts = new OccurrenceCounts(options.countCacheSize);
     this.#clock = options.clock;
     this.#http = new HttpSender({
       label: "Datadog",
       tls: options.tls,
+      ...(options.proxy === undefined || direct ? {} : { proxy: options.proxy }),
       secrets: [options.apiKey],
       requestTimeoutMs: options.requestTimeoutMs,
       retry: {
@@ -405,42 +469,79 @@ export class DatadogSink implements Sink, ServiceCheckSink {
     return this.#base;
   }
 
-  /** Posts the batch's Datadog events; resolves once all were accepted (or, with drop, given up). */
+  /**
+   * Posts the batch's Datadog events; resolves once each was accepted or
+   * refused for good (its records set aside, listed in the result), or,
+   * with drop, once the batch is given up.
+   */
   async send(
     batch: readonly EventRecord[],
     signal: AbortSignal,
     options: SendOptions = {},
-  ): Promise<void> {
+  ): Promise<SendResult | void> {
     signal.throwIfAborted();
     const signature = batch.map((r) => r.key).join("\n");
     let progress = this.#progress;
     if (progress?.signature !== signature) {
       const { occurrences, updates } = countIncreases(batch, this.#counts);
       const now = Math.floor((this.#clock?.now() ?? Date.now()) / 1000);
-      const events = toDatadogEvents(occurrences, { unbundle: this.#unbundle, now });
-      progress = { signature, events, sent: 0, updates };
+      const events = sourcedDatadogEvents(occurrences, {
+        unbundle: this.#unbundle,
+        now,
+        context: this.#context,
+      });
+      progress = { signature, events, sent: 0, updates, rejected: [], rejectedUids: new Set() };
       this.#progress = progress;
     }
     const url = new URL(`${this.#base}/api/v1/events`);
     try {
       while (progress.sent < progress.events.length) {
-        const body = JSON.stringify(progress.events[progress.sent]);
-        await this.#post(url, body, signal, options.fence?.assertCurrent);
+        const { event, keys } = progress.events[progress.sent]!;
+        try {
+          await this.#post(url, JSON.stringify(event), signal, options.fence?.assertCurrent);
+        } catch (e) {
+          if (signal.aborted || !isPermanentRejection(e)) throw e;
+          this.#setAside(progress, batch, keys, e);
+        }
         progress.sent++;
       }
     } catch (e) {
       if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
       // The counts stay as they were: the next change of these events reports the dropped occurrences too.
       this.#progress = undefined;
-      this.dropped += batch.length;
+      const n = batch.length - progress.rejected.length;
+      this.dropped += n;
       log.warn(
         "Dropped {n} events after {attempts} attempts ({dropped} dropped so far): {error}",
-        { n: batch.length, attempts: e.attempts, dropped: this.dropped, error: e.message },
+        { n, attempts: e.attempts, dropped: this.dropped, error: e.message },
       );
-      return;
+      return progress.rejected.length === 0 ? undefined : { rejected: progress.rejected };
     }
-    for (const [uid, count] of progress.updates) this.#counts.set(uid, count);
+    for (const [uid, count] of progress.updates) {
+      if (!progress.rejectedUids.has(uid)) this.#counts.set(uid, count);
+    }
     this.#progress = undefined;
+    return progress.rejected.length === 0 ? undefined : { rejected: progress.rejected };
+  }
+
+  /** Sets aside the records `keys` of a Datadog event the intake refused for good. */
+  #setAside(
+    progress: Progress,
+    batch: readonly EventRecord[],
+    keys: readonly string[],
+    refusal: HttpSinkError & { status: number },
+  ): void {
+    const reason = rejectionReason(refusal);
+    for (const key of new Set(keys)) {
+      progress.rejected.push({ key, status: refusal.status, reason });
+      const uid = batch.find((r) => r.key === key)?.event.metadata?.uid;
+      if (uid !== undefined && uid !== "") progress.rejectedUids.add(uid);
+    }
+    log.debug("Datadog refused an event of {n} records for good ({status}): {error}", {
+      n: keys.length,
+      status: refusal.status,
+      error: refusal.message,
+    });
   }
 
   /** Posts service checks to the check-run API; resolves once accepted. Never drops. */
@@ -451,7 +552,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
       check: c.check,
       host_name: c.hostName ?? "",
       status: c.status,
-      tags: c.tags,
+      tags: sortedTags([...c.tags, ...this.#context.tags ?? []]),
       timestamp: c.timestamp,
       ...(c.message === undefined ? {} : { message: c.message }),
     })));

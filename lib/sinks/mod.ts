@@ -16,14 +16,29 @@ import { StdoutSink } from "./stdout.ts";
 import { WebhookSink } from "./webhook.ts";
 
 export { type DatadogEvent, DatadogSink, type DatadogSinkOptions } from "./datadog.ts";
-export { HttpSinkError, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+export {
+  HttpSinkError,
+  type HttpTlsOptions,
+  isPermanentRejection,
+  type OnFailure,
+  PERMANENT_REJECTIONS,
+} from "./_http.ts";
 export { NullSink } from "./null.ts";
+export {
+  type DatadogContext,
+  eventHost,
+  eventTags,
+  hostClusterSuffix,
+  KIND_TAGS,
+} from "./_datadog_tags.ts";
 export {
   eventJson,
   type EventRecord,
   eventTime,
   type Fence,
   isServiceCheckSink,
+  type Rejection,
+  type SendResult,
   type ServiceCheck,
   type ServiceCheckSink,
   type Sink,
@@ -191,6 +206,10 @@ export function createSinks(config: Config, options: CreateSinksOptions = {}): S
           site: datadog.site,
           url: datadog.url,
           unbundleEvents: datadog.unbundleEvents,
+          ...(config.clusterName === undefined ? {} : { clusterName: config.clusterName }),
+          tags: datadog.tags,
+          ...(datadog.proxy === undefined ? {} : { proxy: datadog.proxy }),
+          noProxy: datadog.noProxy,
           onFailure: datadog.onFailure,
           maxAttempts: datadog.maxAttempts,
           userAgent,

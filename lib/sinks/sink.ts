@@ -2,6 +2,15 @@
  * Where delivered events go. A sink acknowledges a batch by resolving
  * `send`; the pump moves the checkpoint only past acknowledged batches.
  *
+ * A receiver may refuse a record for good (an HTTP sink's 400, 413 or 422:
+ * the content itself is refused, so sending it again cannot help). Such a
+ * record is set aside: `send` still resolves, to a {@linkcode SendResult}
+ * listing each set-aside record as a {@linkcode Rejection} (its key, the
+ * status and a short redacted reason), and the pump logs and counts them
+ * and moves on. Every other record of the batch was delivered. Resolving to
+ * nothing (`undefined`) means the whole batch was delivered (or, with a drop
+ * policy, given up: see {@linkcode Sink.dropped}).
+ *
  * @module
  */
 
@@ -73,16 +82,38 @@ export const FENCE_HEADERS = {
   token: "Kevents-Fencing-Token",
 } as const;
 
+/** A record the receiver refused for good: set aside, never sent again. */
+export interface Rejection {
+  /** The record's idempotency key ({@linkcode EventRecord.key}). */
+  key: string;
+  /** The HTTP status of the refusal (400, 413 or 422). */
+  status: number;
+  /** Why, in a few words: the receiver's answer, truncated, secrets redacted. */
+  reason: string;
+}
+
+/** What a `send` that resolved set aside; see the module documentation. */
+export interface SendResult {
+  /** The records set aside, in batch order; the rest of the batch was delivered. */
+  rejected: readonly Rejection[];
+}
+
 /** A destination for events. */
 export interface Sink {
   /** Name for logs and metrics. */
   readonly name: string;
   /**
-   * Delivers a batch; resolves once the destination has it. Rejects with
-   * the signal's reason on abort, and with the fence's error when its term
-   * is no longer current before an attempt.
+   * Delivers a batch; resolves once the destination has it, to nothing or
+   * to a {@linkcode SendResult} naming the records the receiver refused for
+   * good (set aside: never retried). Rejects with the signal's reason on
+   * abort, and with the fence's error when its term is no longer current
+   * before an attempt.
    */
-  send(batch: readonly EventRecord[], signal: AbortSignal, options?: SendOptions): Promise<void>;
+  send(
+    batch: readonly EventRecord[],
+    signal: AbortSignal,
+    options?: SendOptions,
+  ): Promise<SendResult | void>;
   /** Releases what the sink holds. */
   close(): Promise<void>;
   /**

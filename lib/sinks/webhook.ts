@@ -14,7 +14,22 @@
  * rejects and the pump retries the batch later, holding the checkpoint back:
  * nothing is lost, and memory stays bounded by the pump's queue. With
  * `onFailure: "drop"` the batch is dropped instead, counted in `dropped` and
- * logged as a warning.
+ * logged as a warning. 401 and 403 (credentials) fail the send like these.
+ *
+ * Refused for good: a 400, 413 or 422 answer refuses the content. The
+ * receiver may refuse a whole batch for one record it cannot take (or for
+ * its size), so a refused batch of several records is split in halves and
+ * each half sent the same way, in order, down to single records: a single
+ * record refused is set aside (listed in the send's result, see sink.ts),
+ * everything else is delivered, in pieces small enough for the receiver.
+ * One warning per batch says that it is being split (the requests of the
+ * halves log at debug). The cost is bounded: the halving is a binary tree
+ * with a leaf per record, so a receiver refusing everything gets at most
+ * 2N - 1 requests for N records; one refused record among N costs about
+ * 2 log2(N) + 1.
+ * When a later request fails otherwise (a 503 past its attempts), the send
+ * rejects and the pump's retry of the same batch resumes: what was
+ * delivered or set aside is not sent again.
  *
  * The bearer token, the user info and query values of the URL and the
  * values of every configured header never appear in errors or logs.
@@ -29,10 +44,21 @@ import {
   HttpSender,
   HttpSinkError,
   type HttpTlsOptions,
+  isPermanentRejection,
   type OnFailure,
+  rejectionReason,
 } from "./_http.ts";
 import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
-import { eventJson, type EventRecord, FENCE_HEADERS, type SendOptions, type Sink } from "./sink.ts";
+import {
+  eventJson,
+  type EventRecord,
+  type Fence,
+  FENCE_HEADERS,
+  type Rejection,
+  type SendOptions,
+  type SendResult,
+  type Sink,
+} from "./sink.ts";
 
 /** How a batch is written in the request body. */
 export type WebhookFormat = "ndjson" | "json";
@@ -77,6 +103,20 @@ export function webhookBody(batch: readonly EventRecord[], format: WebhookFormat
   return format === "json" ? `[${lines.join(",")}]` : lines.map((l) => `${l}\n`).join("");
 }
 
+/** A batch being delivered: what is done survives a failure so that a retry resumes. */
+interface Progress {
+  /** The keys of the batch's records. */
+  signature: string;
+  /** Keys of the records delivered or set aside so far. */
+  done: Set<string>;
+  /** The records set aside so far. */
+  rejected: Rejection[];
+}
+
+function resultOf(progress: Progress): SendResult | undefined {
+  return progress.rejected.length === 0 ? undefined : { rejected: progress.rejected };
+}
+
 /** Delivers batches to an HTTP(S) endpoint. */
 export class WebhookSink implements Sink {
   readonly name = "webhook";
@@ -87,6 +127,7 @@ export class WebhookSink implements Sink {
   readonly #headers: Record<string, string>;
   readonly #onFailure: OnFailure;
   readonly #http: HttpSender;
+  #progress: Progress | undefined;
 
   constructor(options: WebhookSinkOptions) {
     const url = new URL(options.url);
@@ -146,37 +187,98 @@ export class WebhookSink implements Sink {
     });
   }
 
-  /** POSTs the batch; resolves once the receiver answered 2xx (or, with drop, once the batch is given up). */
+  /**
+   * POSTs the batch; resolves once the receiver answered 2xx to each of its
+   * records or refused it for good (set aside, listed in the result), or,
+   * with drop, once the batch is given up.
+   */
   async send(
     batch: readonly EventRecord[],
     signal: AbortSignal,
     options: SendOptions = {},
-  ): Promise<void> {
+  ): Promise<SendResult | void> {
     signal.throwIfAborted();
     if (batch.length === 0) return;
-    const { fence } = options;
+    const signature = batch.map((r) => r.key).join("\n");
+    let progress = this.#progress;
+    if (progress?.signature !== signature) {
+      progress = { signature, done: new Set(), rejected: [] };
+      this.#progress = progress;
+    }
+    const { done } = progress;
+    // A retry of a batch delivered in part sends only what is left.
+    const left = done.size === 0 ? batch : batch.filter((r) => !done.has(r.key));
+    try {
+      await this.#deliver(left, progress, signal, options.fence, true);
+    } catch (e) {
+      if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
+      this.#progress = undefined;
+      const n = batch.filter((r) => !done.has(r.key)).length;
+      this.dropped += n;
+      log.warn(
+        "Dropped {n} events after {attempts} attempts ({dropped} dropped so far): {error}",
+        { n, attempts: e.attempts, dropped: this.dropped, error: e.message },
+      );
+      return resultOf(progress);
+    }
+    this.#progress = undefined;
+    return resultOf(progress);
+  }
+
+  /**
+   * POSTs `records` in one request; when the receiver refuses it for good,
+   * delivers each half the same way, and sets aside a single record it
+   * refuses (see the module documentation). `whole`: `records` is what the
+   * send was asked to deliver, whose splitting is worth a warning.
+   */
+  async #deliver(
+    records: readonly EventRecord[],
+    progress: Progress,
+    signal: AbortSignal,
+    fence: Fence | undefined,
+    whole: boolean,
+  ): Promise<void> {
+    try {
+      await this.#post(records, signal, fence);
+    } catch (e) {
+      if (signal.aborted || !isPermanentRejection(e)) throw e;
+      if (records.length === 1) {
+        const { key } = records[0]!;
+        progress.rejected.push({ key, status: e.status, reason: rejectionReason(e) });
+        progress.done.add(key);
+        return;
+      }
+      const message = "The webhook refused a batch of {n} events for good ({error}): " +
+        "sending it in halves to set aside only the events it refuses";
+      if (whole) log.warn(message, { n: records.length, error: e.message });
+      else log.debug(message, { n: records.length, error: e.message });
+      const half = Math.ceil(records.length / 2);
+      await this.#deliver(records.slice(0, half), progress, signal, fence, false);
+      await this.#deliver(records.slice(half), progress, signal, fence, false);
+      return;
+    }
+    for (const r of records) progress.done.add(r.key);
+  }
+
+  /** POSTs `records` in one request, with the fence's headers, retrying as _http.ts says. */
+  async #post(
+    records: readonly EventRecord[],
+    signal: AbortSignal,
+    fence: Fence | undefined,
+  ): Promise<void> {
     const headers: Record<string, string> = { ...this.#headers };
-    if (batch.length === 1) headers["Idempotency-Key"] = batch[0]!.key;
+    if (records.length === 1) headers["Idempotency-Key"] = records[0]!.key;
     if (fence !== undefined) {
       headers[FENCE_HEADERS.holder] = fence.holder;
       headers[FENCE_HEADERS.token] = String(fence.token);
     }
-    try {
-      await this.#http.post(
-        this.#url,
-        webhookBody(batch, this.#format),
-        headers,
-        signal,
-        fence?.assertCurrent,
-      );
-    } catch (e) {
-      if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
-      this.dropped += batch.length;
-      log.warn(
-        "Dropped {n} events after {attempts} attempts ({dropped} dropped so far): {error}",
-        { n: batch.length, attempts: e.attempts, dropped: this.dropped, error: e.message },
-      );
-    }
+    await this.#http.post(
+      this.#url,
+      webhookBody(records, this.#format),
+      headers,
+      signal,
+      fence?.assertCurrent,
+    );
   }
 
   /** Closes the connection pool. */

@@ -136,3 +136,52 @@ Deno.test("kubernetes_kubelet_nodename and kevents_datadog_tags", async (t) => {
     assert.match(e.rule, /no spaces or commas/);
   });
 });
+
+Deno.test("the Datadog intake's proxy is found where the Agent finds it", async (t) => {
+  const dd = { KEVENTS_SINKS: "datadog", DD_API_KEY: "0123456789abcdef0123456789abcdef" };
+  await t.step("none by default", () => {
+    const c = parseConfig(input(dd));
+    assert.equal(c.datadog.proxy, undefined);
+    assert.deepEqual(c.datadog.noProxy, []);
+  });
+  await t.step("proxy.https and proxy.no_proxy nested in datadog.yaml", () => {
+    const c = parseConfig(
+      input(dd, "proxy:\n  https: http://proxy.corp:3128\n  no_proxy:\n    - api.datadoghq.com\n"),
+    );
+    assert.equal(c.datadog.proxy, "http://proxy.corp:3128/");
+    assert.deepEqual(c.datadog.noProxy, ["api.datadoghq.com"]);
+  });
+  await t.step("HTTPS_PROXY and NO_PROXY win over the file", () => {
+    const c = parseConfig(input(
+      { ...dd, HTTPS_PROXY: "http://env-proxy:8080", NO_PROXY: "a.example,b.example:443" },
+      "proxy:\n  https: http://proxy.corp:3128\n",
+    ));
+    assert.equal(c.datadog.proxy, "http://env-proxy:8080/");
+    assert.deepEqual(c.datadog.noProxy, ["a.example", "b.example:443"]);
+  });
+  await t.step("DD_PROXY_HTTPS and DD_PROXY_NO_PROXY (spaces too) win over HTTPS_PROXY", () => {
+    const c = parseConfig(input({
+      ...dd,
+      DD_PROXY_HTTPS: "https://dd-proxy:443",
+      HTTPS_PROXY: "http://env-proxy:8080",
+      DD_PROXY_NO_PROXY: "a.example b.example",
+      no_proxy: "c.example",
+    }));
+    assert.equal(c.datadog.proxy, "https://dd-proxy/");
+    assert.deepEqual(c.datadog.noProxy, ["a.example", "b.example"]);
+  });
+  await t.step("a SOCKS proxy is refused naming the variable", () => {
+    const e = refusal(input({ ...dd, HTTPS_PROXY: "socks5://proxy:1080" }));
+    assert.equal(e.key, "proxy.https");
+    assert.equal(e.source, "env HTTPS_PROXY");
+    assert.match(e.rule, /SOCKS proxy is not supported/);
+  });
+  await t.step("credentials in a refused proxy URL are not shown", () => {
+    const e = refusal(input({ ...dd, DD_PROXY_HTTPS: "ftp://user:s3cret@proxy:21" }));
+    assert.doesNotMatch(e.message, /s3cret/);
+  });
+  await t.step("without the datadog sink, HTTPS_PROXY is someone else's: ignored", () => {
+    const c = parseConfig(input({ HTTPS_PROXY: "socks5://proxy:1080" }));
+    assert.equal(c.datadog.proxy, undefined);
+  });
+});

@@ -32,6 +32,7 @@ const DEFAULTS: Config = {
   backfill: false,
   sinks: ["stdout"],
   queueCapacity: 1000,
+  batchWindowMs: 0,
   webhook: {
     url: undefined,
     format: "ndjson",
@@ -50,6 +51,7 @@ const DEFAULTS: Config = {
     url: undefined,
     unbundleEvents: false,
     tags: [],
+    noProxy: [],
     onFailure: "retry",
     maxAttempts: 5,
   },

@@ -1,8 +1,8 @@
 /**
  * Specification of the control-plane service check
  * (`kube_apiserver_controlplane.up`): what it reports from componentstatuses
- * and, where they are not served, from /readyz?verbose; what it reports when
- * the API cannot be read; that it runs only under a leader's term and stops
+ * and, where they are not served, from /readyz?verbose, in the Agent's
+ * forms; that it sends nothing when the API cannot be read (as the Agent); that it runs only under a leader's term and stops
  * with it. Runs go against the fake API server over the network; time is a
  * FakeClock wherever the interval matters, and every wait is on a condition
  * (checks emitted, requests logged) bounded by a timeout.
@@ -113,6 +113,40 @@ class CheckRecorder implements Sink, ServiceCheckSink {
   }
 }
 
+/** Counts what the check tells its metrics, and wakes whoever waits for a count. */
+class CheckCounts {
+  failures = 0;
+  emitted = 0;
+  #watchers = new Set<() => void>();
+
+  serviceCheck(_status: 0 | 1 | 2 | 3): void {
+    this.emitted++;
+    this.#notify();
+  }
+
+  serviceCheckFailure(): void {
+    this.failures++;
+    this.#notify();
+  }
+
+  /** Resolves once `n` runs failed to read the API. */
+  failed(n: number): Promise<void> {
+    return waitUntil(
+      `${n} failed runs (has ${this.failures})`,
+      () => this.failures >= n,
+      (wake) => {
+        this.#watchers.add(wake);
+        return () => this.#watchers.delete(wake);
+      },
+      BOUND_MS,
+    );
+  }
+
+  #notify(): void {
+    for (const wake of [...this.#watchers]) wake();
+  }
+}
+
 /** Checks in a stable order (by their tags). */
 function sorted(checks: readonly ServiceCheck[]): ServiceCheck[] {
   return [...checks].sort((a, b) => a.tags.join(",").localeCompare(b.tags.join(",")));
@@ -136,6 +170,8 @@ function connect(
 interface RunningCheck extends AsyncDisposable {
   readonly clock: FakeClock;
   readonly sink: CheckRecorder;
+  /** What the check told its metrics. */
+  readonly counts: CheckCounts;
   readonly controller: AbortController;
   /** Settles when runControlPlaneCheck does. */
   readonly done: Promise<void>;
@@ -150,11 +186,13 @@ function startCheck(
     sinks?: ServiceCheckSink[];
     requestTimeoutMs?: number;
     signal?: AbortSignal;
+    hostName?: string;
   } = {},
 ): RunningCheck {
   const conn = connect(server, options.user);
   const clock = new FakeClock();
   const sink = new CheckRecorder();
+  const counts = new CheckCounts();
   const controller = new AbortController();
   const signal = options.signal === undefined
     ? controller.signal
@@ -165,13 +203,15 @@ function startCheck(
     intervalMs: INTERVAL_MS,
     requestTimeoutMs: options.requestTimeoutMs,
     clock,
+    metrics: counts,
+    ...(options.hostName === undefined ? {} : { hostName: options.hostName }),
   }, signal);
   const stop = async () => {
     controller.abort(new Error("Test over"));
     await within(done, BOUND_MS, "the check to stop");
     await conn[Symbol.asyncDispose]();
   };
-  return { clock, sink, controller, done, stop, [Symbol.asyncDispose]: stop };
+  return { clock, sink, counts, controller, done, stop, [Symbol.asyncDispose]: stop };
 }
 
 /** Seconds since the epoch on `clock`, as service checks carry them. */
@@ -294,17 +334,18 @@ Deno.test("componentStatusChecks reads only the Healthy condition", async (t) =>
       },
       expected(CHECK_STATUS.OK, ["component:scheduler"], at, "ok"),
     ],
-    [
-      "a component without a Healthy condition is UNKNOWN",
-      { metadata: { name: "scheduler" }, conditions: [] },
-      expected(CHECK_STATUS.UNKNOWN, ["component:scheduler"], at, "No Healthy condition"),
-    ],
   ];
   for (const [name, item, check] of cases) {
     await t.step(name, () => {
       assert.deepEqual(componentStatusChecks([item], at), [check]);
     });
   }
+  await t.step("a component without a Healthy condition is not reported, as by the Agent", () => {
+    assert.deepEqual(
+      componentStatusChecks([{ metadata: { name: "scheduler" }, conditions: [] }], at),
+      [],
+    );
+  });
   await t.step("an item without a name is skipped", () => {
     assert.deepEqual(
       componentStatusChecks([{ conditions: [{ type: "Healthy", status: "True" }] }], at),
@@ -315,7 +356,7 @@ Deno.test("componentStatusChecks reads only the Healthy condition", async (t) =>
 
 // ---- the /readyz fallback -----------------------------------------------------
 
-Deno.test("where componentstatuses is not served, each /readyz check is reported, a failed one CRITICAL", async () => {
+Deno.test("where componentstatuses is not served, /readyz is reported in the Agent's form: component:apiserver and component:etcd", async () => {
   await using server = await startFakeApiServer({ serveComponentStatuses: false });
   server.setHealthCheck("etcd", false);
   await using logs = await captureLogs();
@@ -324,57 +365,68 @@ Deno.test("where componentstatuses is not served, each /readyz check is reported
 
   await sink.received(1);
   const t0 = seconds(clock);
-  const ok = (name: string) => expected(CHECK_STATUS.OK, [`check:${name}`], t0);
   assert.deepEqual(sink.last, [
-    expected(CHECK_STATUS.CRITICAL, ["check:etcd"], t0, "failed: reason withheld"),
-    ok("etcd-readiness"),
-    ok("informer-sync"),
-    ok("log"),
-    ok("ping"),
-    ok("shutdown"),
-    expected(CHECK_STATUS.CRITICAL, ["component:apiserver"], t0, "readyz check failed: etcd"),
+    expected(CHECK_STATUS.CRITICAL, ["component:apiserver"], t0, "apiserver not ready: etcd"),
+    expected(CHECK_STATUS.CRITICAL, ["component:etcd"], t0, "etcd not ready: etcd"),
   ]);
   assert.equal(server.requestLog.count({ resource: "componentstatuses", code: 404 }), 1);
 
   server.setHealthCheck("etcd", true);
   await clock.advance(INTERVAL_MS);
   await sink.received(2);
-  assert.ok(sink.last.every((c) => c.status === CHECK_STATUS.OK), JSON.stringify(sink.last));
-  assert.equal(sink.last.length, 7);
+  const t1 = seconds(clock);
+  assert.deepEqual(sink.last, [
+    expected(CHECK_STATUS.OK, ["component:apiserver"], t1, "ok"),
+    expected(CHECK_STATUS.OK, ["component:etcd"], t1, "ok"),
+  ]);
   assert.equal(countRequests(server, "componentstatuses"), 1, "the 404 is remembered");
   assert.equal(countRequests(server, "/readyz"), 2);
   assert.equal(messagesOf(logs.records, "info").length, 1, "the switch is logged once");
 });
 
-Deno.test("readyzChecks reads every check line and the answer's code", async (t) => {
+Deno.test("readyzChecks reads the check lines and the answer's code", async (t) => {
   const at = 1_767_225_600;
-  await t.step("an excluded check is OK with its note", () => {
+  await t.step("an excluded etcd check passes", () => {
     const checks = readyzChecks({
       code: 200,
       text: "[+]ping ok\n[+]etcd excluded: ok\nwarn: some health checks cannot be excluded\n" +
         "readyz check passed\n",
     }, at);
     assert.deepEqual(checks, [
-      expected(CHECK_STATUS.OK, ["check:ping"], at),
-      expected(CHECK_STATUS.OK, ["check:etcd"], at, "excluded: ok"),
-      expected(CHECK_STATUS.OK, ["component:apiserver"], at),
+      expected(CHECK_STATUS.OK, ["component:apiserver"], at, "ok"),
+      expected(CHECK_STATUS.OK, ["component:etcd"], at, "ok"),
     ]);
   });
-  await t.step("a plain 200 ok is the overall result alone", () => {
+  await t.step("a plain 200 ok is the apiserver alone: no etcd line, no etcd check", () => {
     assert.deepEqual(readyzChecks({ code: 200, text: "ok" }, at), [
-      expected(CHECK_STATUS.OK, ["component:apiserver"], at),
+      expected(CHECK_STATUS.OK, ["component:apiserver"], at, "ok"),
     ]);
   });
-  await t.step("check names may hold slashes", () => {
+  await t.step("a failure elsewhere leaves etcd OK; names may hold slashes", () => {
     const checks = readyzChecks({
       code: 500,
-      text: "[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\nreadyz check failed\n",
+      text: "[+]etcd ok\n[+]etcd-readiness ok\n" +
+        "[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\nreadyz check failed\n",
     }, at);
-    assert.deepEqual(checks?.map((c) => [c.tags[0], c.status]), [
-      ["check:poststarthook/rbac/bootstrap-roles", CHECK_STATUS.CRITICAL],
-      ["component:apiserver", CHECK_STATUS.CRITICAL],
+    assert.deepEqual(checks, [
+      expected(
+        CHECK_STATUS.CRITICAL,
+        ["component:apiserver"],
+        at,
+        "apiserver not ready: poststarthook/rbac/bootstrap-roles",
+      ),
+      expected(CHECK_STATUS.OK, ["component:etcd"], at, "ok"),
     ]);
-    assert.equal(checks?.[1]?.message, "readyz check failed: poststarthook/rbac/bootstrap-roles");
+  });
+  await t.step("etcd-readiness failing makes etcd not ready", () => {
+    const checks = readyzChecks({
+      code: 500,
+      text: "[+]etcd ok\n[-]etcd-readiness failed: reason withheld\nreadyz check failed\n",
+    }, at);
+    assert.deepEqual(checks?.map((c) => [c.tags[0], c.status, c.message]), [
+      ["component:apiserver", CHECK_STATUS.CRITICAL, "apiserver not ready: etcd-readiness"],
+      ["component:etcd", CHECK_STATUS.CRITICAL, "etcd not ready: etcd-readiness"],
+    ]);
   });
   await t.step("a failed answer without check lines is not the health endpoint's", () => {
     assert.equal(readyzChecks({ code: 500, text: "Internal Server Error" }, at), undefined);
@@ -404,70 +456,78 @@ Deno.test("requestText returns the body of an accepted error code and fails like
   assert.deepEqual(await conn.client.requestText("GET", "/readyz"), { code: 200, text: "ok" });
 });
 
+Deno.test("with the node known, every check carries the host <node>-<cluster name>", async () => {
+  await using server = await startFakeApiServer();
+  await using check = startCheck(server, { hostName: "node-1-prod" });
+  await check.sink.received(1);
+  assert.ok(check.sink.last.length > 0);
+  assert.ok(
+    check.sink.last.every((c) => c.hostName === "node-1-prod"),
+    JSON.stringify(check.sink.last),
+  );
+});
+
 // ---- failures -------------------------------------------------------------------
 
-Deno.test("an API error is reported as one UNKNOWN check with the reason, and the loop goes on", async (t) => {
+Deno.test("an API error sends no service check, as in the Agent: it is logged once, counted, and the loop goes on", async (t) => {
   await using server = await startFakeApiServer();
   await using logs = await captureLogs();
   await using check = startCheck(server, { requestTimeoutMs: 300 });
-  const { clock, sink } = check;
+  const { clock, sink, counts } = check;
   await sink.received(1);
   assert.equal(sink.last.length, 3, "the seeded components");
-  let runs = 1;
-  const next = async () => {
-    await clock.advance(INTERVAL_MS);
-    await sink.received(++runs);
-    return sink.last;
-  };
 
-  await t.step("503: UNKNOWN, without component tags, naming the Status reason", async () => {
+  await t.step("503: nothing sent, one failure counted, no fallback to /readyz", async () => {
     server.failNext(1, { code: 503, resources: ["componentstatuses"] });
-    const [unknown, ...rest] = await next();
-    assert.deepEqual(rest, []);
-    assert.equal(unknown?.status, CHECK_STATUS.UNKNOWN);
-    assert.deepEqual(unknown?.tags, []);
-    assert.match(
-      unknown?.message ?? "",
-      /^Cannot list componentstatuses: 503 ServiceUnavailable: .*injected fault/,
-    );
+    await clock.advance(INTERVAL_MS);
+    await counts.failed(1);
+    assert.equal(sink.calls, 1, "no sink was called for the failed run");
     assert.equal(countRequests(server, "/readyz"), 0, "only a 404 falls back to /readyz");
   });
 
   await t.step("the next run reports the components again", async () => {
-    const checks = await next();
-    assert.deepEqual(checks.map((c) => [c.tags[0], c.status]), [
+    await clock.advance(INTERVAL_MS);
+    await sink.received(2);
+    assert.deepEqual(sink.last.map((c) => [c.tags[0], c.status]), [
       ["component:controller-manager", CHECK_STATUS.OK],
       ["component:etcd-0", CHECK_STATUS.OK],
       ["component:scheduler", CHECK_STATUS.OK],
     ]);
   });
 
-  await t.step("no answer within the request timeout: UNKNOWN naming the timeout", async () => {
+  await t.step("no answer within the request timeout: nothing sent, counted", async () => {
     server.setLatency(5_000);
     try {
-      const checks = await next();
-      assert.equal(checks.length, 1);
-      assert.equal(checks[0]?.status, CHECK_STATUS.UNKNOWN);
-      assert.match(checks[0]?.message ?? "", /componentstatuses: no answer within 300 ms$/);
+      await clock.advance(INTERVAL_MS);
+      await counts.failed(2);
+      assert.equal(sink.batches.length, 2);
     } finally {
       server.setLatency(0);
     }
   });
 
-  await t.step("each failure is logged once, and the recovery too", async () => {
-    await next();
+  await t.step("each failure is logged once, naming it, and the recovery too", async () => {
+    await clock.advance(INTERVAL_MS);
+    await sink.received(3);
     const warnings = messagesOf(logs.records, "warning");
     assert.equal(warnings.length, 2, warnings.join("\n"));
-    assert.match(warnings[0]!, /503 ServiceUnavailable.*reported as UNKNOWN$/);
-    assert.match(warnings[1]!, /no answer within 300 ms/);
+    assert.match(
+      warnings[0]!,
+      /Cannot list componentstatuses: 503 ServiceUnavailable: .*injected fault.*no service check is sent$/,
+    );
+    assert.match(
+      warnings[1]!,
+      /componentstatuses: no answer within 300 ms; no service check is sent$/,
+    );
     assert.equal(
       messagesOf(logs.records, "info").filter((m) => /answers again/.test(m)).length,
       2,
     );
+    assert.equal(counts.failures, 2);
   });
 });
 
-Deno.test("without list on componentstatuses the check is UNKNOWN and the log names the permission", async () => {
+Deno.test("without list on componentstatuses nothing is sent and the log names the permission, once", async () => {
   await using server = await startFakeApiServer();
   const eventsOnly: PolicyRule = {
     verbs: ["get", "list", "watch"],
@@ -477,22 +537,18 @@ Deno.test("without list on componentstatuses the check is UNKNOWN and the log na
   server.addUser("collector", [eventsOnly]);
   await using logs = await captureLogs();
   await using check = startCheck(server, { user: "collector" });
-  const { clock, sink } = check;
+  const { clock, sink, counts } = check;
 
-  await sink.received(1);
+  await counts.failed(1);
   await clock.advance(INTERVAL_MS);
-  await sink.received(2);
-  for (const batch of sink.batches) {
-    assert.equal(batch.length, 1);
-    assert.equal(batch[0]!.status, CHECK_STATUS.UNKNOWN);
-    assert.match(
-      batch[0]!.message ?? "",
-      /403 Forbidden: .*cannot list resource "componentstatuses" in API group "" at the cluster scope/,
-    );
-  }
+  await counts.failed(2);
+  assert.equal(sink.calls, 0);
   const warnings = messagesOf(logs.records, "warning");
   assert.equal(warnings.length, 1, "the same refusal is logged once");
-  assert.match(warnings[0]!, /needs the "list" verb on "componentstatuses"/);
+  assert.match(
+    warnings[0]!,
+    /403 Forbidden: .*cannot list resource "componentstatuses" in API group "" at the cluster scope.*needs the "list" verb on "componentstatuses"/,
+  );
   assert.equal(countRequests(server, "/readyz", "collector"), 0);
 });
 

@@ -2,8 +2,8 @@
  * Specification of the Datadog sink against a local receiver standing in
  * for the Datadog API: the Events API payloads (bundled as the Agent does,
  * or one per Kubernetes event), counts of repeated events reported once,
- * retries, a bad API key, the drop policy, service checks, and the
- * settings.
+ * retries, events refused for good (set aside), a bad API key, the drop
+ * policy, service checks, and the settings.
  */
 
 import assert from "node:assert/strict";
@@ -192,7 +192,12 @@ Deno.test("a batch becomes one Datadog event per involved object and event type,
         "kube_kind:Pod",
         "kube_name:web-1",
         "kube_namespace:default",
+        "kubernetes_kind:Pod",
+        "name:web-1",
+        "namespace:default",
         "orchestrator:kubernetes",
+        "pod_name:web-1",
+        "reporting_controller:",
         "source_component:kubelet",
       ],
       alert_type: "warning",
@@ -210,7 +215,12 @@ Deno.test("a batch becomes one Datadog event per involved object and event type,
         "kube_kind:Pod",
         "kube_name:web-1",
         "kube_namespace:default",
+        "kubernetes_kind:Pod",
+        "name:web-1",
+        "namespace:default",
         "orchestrator:kubernetes",
+        "pod_name:web-1",
+        "reporting_controller:",
         "source_component:kubelet",
       ],
       alert_type: "info",
@@ -232,7 +242,10 @@ Deno.test("a batch becomes one Datadog event per involved object and event type,
         "event_reason:NodeNotReady",
         "kube_kind:Node",
         "kube_name:node-2",
+        "kubernetes_kind:Node",
+        "name:node-2",
         "orchestrator:kubernetes",
+        "reporting_controller:",
         "source_component:node-controller",
       ],
       alert_type: "warning",
@@ -251,9 +264,13 @@ Deno.test("a batch becomes one Datadog event per involved object and event type,
       priority: "normal",
       tags: [
         "event_reason:ScalingReplicaSet",
+        "kube_deployment:api",
         "kube_kind:Deployment",
         "kube_name:api",
         "kube_namespace:default",
+        "kubernetes_kind:Deployment",
+        "name:api",
+        "namespace:default",
         "orchestrator:kubernetes",
         "reporting_controller:deployment-controller",
         "source_component:deployment-controller",
@@ -290,7 +307,12 @@ Deno.test("with unbundleEvents each Kubernetes event becomes its own Datadog eve
       "kube_kind:Pod",
       "kube_name:web-1",
       "kube_namespace:default",
+      "kubernetes_kind:Pod",
+      "name:web-1",
+      "namespace:default",
       "orchestrator:kubernetes",
+      "pod_name:web-1",
+      "reporting_controller:",
       "source_component:kubelet",
     ],
     alert_type: "warning",
@@ -450,7 +472,7 @@ Deno.test("a batch that failed midway resumes where it stopped, and its counts a
 
 // ---- failures ----------------------------------------------------------------------
 
-Deno.test("503 and 429 are retried honouring Retry-After; 400 is not, and its body is in the error", async (t) => {
+Deno.test("503 and 429 are retried honouring Retry-After; 400 is not: the event is set aside with the intake's answer", async (t) => {
   await using receiver = startReceiver();
 
   await t.step("retried", async () => {
@@ -467,15 +489,16 @@ Deno.test("503 and 429 are retried honouring Retry-After; 400 is not, and its bo
   await t.step("not retried", async () => {
     await using s = sink(receiver.url);
     receiver.script({ status: 400, body: '{"errors":["Event title is required"]}' });
-    const error = await rejection(s.sink.send([BATCH[0]!], never));
-    assert.ok(error instanceof HttpSinkError);
-    assert.equal(error.status, 400);
+    const result = await s.sink.send([BATCH[0]!], never);
     assert.equal(receiver.requests.length, 4);
-    assert.equal(
-      error.message,
-      `Datadog POST ${receiver.url}/api/v1/events answered 400 Bad Request: ` +
-        '{"errors":["Event title is required"]}',
-    );
+    assert.deepEqual(s.clock.sleeps, []);
+    assert.deepEqual(result, {
+      rejected: [{
+        key: BATCH[0]!.key,
+        status: 400,
+        reason: '{"errors":["Event title is required"]}',
+      }],
+    });
   });
 });
 
@@ -504,6 +527,133 @@ Deno.test("403 says the API key is bad, without the key, even when the answer ec
     assert.ok(!String((error.cause as Error).message).includes(API_KEY));
   }
   assert.equal(receiver.requests.length, 2, "a bad key is not retried within the sink");
+});
+
+// ---- refused for good ---------------------------------------------------------------
+
+/** The answer of the intake to an event older than it takes. */
+const TOO_OLD = {
+  status: 400,
+  body:
+    '{"errors":["Event date_happened is too old: events older than 18 hours are not accepted"]}',
+};
+
+/** A receiver answering TOO_OLD to the events whose title names `object`, 202 to the rest. */
+function refusing(object: string) {
+  return startReceiver({
+    fallback: (req) =>
+      (JSON.parse(req.body) as DatadogEvent).title.includes(object) ? TOO_OLD : { status: 202 },
+  });
+}
+
+Deno.test("an event the intake refuses (400, too old) is set aside: the others of the batch are posted once and the batch resolves", async () => {
+  await using receiver = refusing("Pod default/stale");
+  await using s = sink(receiver.url);
+  const batch = ["a", "b", "stale", "d", "e"].map((name) =>
+    rec({ name, object: name, objectUid: `pod-${name}` })
+  );
+
+  const result = await s.sink.send(batch, never);
+
+  assert.deepEqual(
+    posted(receiver.requests).map((e) => e.title),
+    ["a", "b", "stale", "d", "e"].map((name) => `Events from the Pod default/${name}`),
+    "every Datadog event posted once, the refused one included, none retried",
+  );
+  assert.deepEqual(result, {
+    rejected: [{ key: "uid-stale/1", status: 400, reason: TOO_OLD.body }],
+  });
+  assert.equal(s.sink.dropped, 0, "set aside is not dropped");
+});
+
+Deno.test("a bundled Datadog event refused with 400 sets aside every record it was made of", async () => {
+  await using receiver = refusing("Pod default/web-1");
+  await using s = sink(receiver.url);
+  const batch = [
+    rec({ name: "p1", reason: "Pulling", message: "Pulling image" }),
+    rec({ name: "other", object: "api-0", objectUid: "pod-api" }),
+    rec({ name: "p2", reason: "Failed", message: "ErrImagePull" }),
+    rec({ name: "p3", count: 4 }),
+  ];
+
+  const result = await s.sink.send(batch, never);
+
+  assert.deepEqual(posted(receiver.requests).map((e) => e.title), [
+    "Events from the Pod default/web-1",
+    "Events from the Pod default/api-0",
+  ]);
+  assert.deepEqual(
+    result?.rejected.map((r) => [r.key, r.status]),
+    [["uid-p1/1", 400], ["uid-p2/1", 400], ["uid-p3/1", 400]],
+    "the three records of the bundle, in batch order; not the other pod's",
+  );
+});
+
+Deno.test("the counts of a set-aside event stay as they were: its next accepted change reports the set-aside occurrences too", async () => {
+  await using receiver = startReceiver();
+  await using s = sink(receiver.url);
+  await s.sink.send([rec({ name: "r", rv: "1", count: 1 })], never);
+  receiver.script(TOO_OLD);
+  const result = await s.sink.send([rec({ name: "r", rv: "2", count: 3 }, "MODIFIED")], never);
+  assert.equal(result?.rejected[0]?.key, "uid-r/2");
+
+  await s.sink.send([rec({ name: "r", rv: "3", count: 4 }, "MODIFIED")], never);
+  assert.match(
+    posted(receiver.requests)[2]!.text,
+    /^%%% \n3 \*\*BackOff/,
+    "4 - 1: the two refused occurrences and the new one",
+  );
+});
+
+Deno.test("a set-aside event is not posted again when its batch resumes after a later failure", async () => {
+  await using receiver = refusing("Pod default/stale");
+  await using s = sink(receiver.url, { maxAttempts: 1 });
+  const batch = ["stale", "b", "c"].map((name) =>
+    rec({ name, object: name, objectUid: `pod-${name}` })
+  );
+  receiver.script(TOO_OLD, { status: 202 }, { status: 503, body: "busy" });
+  const error = await rejection(s.sink.send(batch, never));
+  assert.ok(error instanceof HttpSinkError);
+  assert.equal(error.status, 503);
+
+  // The pump sends the same batch again.
+  const result = await s.sink.send(batch, never);
+  assert.deepEqual(posted(receiver.requests).map((e) => e.title), [
+    "Events from the Pod default/stale",
+    "Events from the Pod default/b",
+    "Events from the Pod default/c",
+    "Events from the Pod default/c",
+  ]);
+  assert.deepEqual(result?.rejected.map((r) => r.key), ["uid-stale/1"]);
+});
+
+Deno.test("413 and 422 set aside too; 403 (a bad API key) sets nothing aside: the send fails for the pump to retry", async (t) => {
+  for (const status of [413, 422]) {
+    await t.step(`${status}`, async () => {
+      await using receiver = startReceiver({ fallback: { status } });
+      await using s = sink(receiver.url);
+      const result = await s.sink.send([BATCH[0]!], never);
+      assert.deepEqual(result?.rejected, [{
+        key: BATCH[0]!.key,
+        status,
+        reason: status === 413 ? "Payload Too Large" : "Unprocessable Entity",
+      }]);
+    });
+  }
+
+  await t.step("403", async () => {
+    await using receiver = startReceiver({ fallback: { status: 403, body: "Forbidden" } });
+    await using s = sink(receiver.url);
+    const error = await rejection(s.sink.send([BATCH[0]!], never));
+    assert.ok(error instanceof HttpSinkError);
+    assert.equal(error.status, 403);
+    assert.match(error.message, /^Datadog rejected the API key/);
+
+    // The pump sends the same batch again once the key works: delivered, nothing set aside.
+    receiver.setFallback({ status: 202 });
+    assert.equal(await s.sink.send([BATCH[0]!], never), undefined);
+    assert.equal(receiver.requests.length, 2);
+  });
 });
 
 Deno.test("with on_failure drop a batch is dropped and counted; its occurrences are reported with the next change", async () => {
@@ -617,6 +767,8 @@ Deno.test("Datadog settings keep the Agent's names; the API key is required and 
       site: "datadoghq.com",
       url: undefined,
       unbundleEvents: false,
+      tags: [],
+      noProxy: [],
       onFailure: "retry",
       maxAttempts: 5,
     });
@@ -640,6 +792,8 @@ Deno.test("Datadog settings keep the Agent's names; the API key is required and 
       site: "us5.datadoghq.com",
       url: "https://proxy.local:3834/",
       unbundleEvents: true,
+      tags: [],
+      noProxy: [],
       onFailure: "drop",
       maxAttempts: 7,
     });

@@ -1,7 +1,9 @@
 /**
  * Specification of the webhook sink against a local receiver (plain HTTP and
  * TLS): payloads and headers, retries on 5xx/429 honouring Retry-After, no
- * retry on other 4xx, secrets kept out of errors and logs, the drop policy,
+ * retry on other 4xx, batches refused for good (400, 413, 422) split down to
+ * the records the receiver refuses, which are set aside, secrets kept out of
+ * errors and logs, the drop policy,
  * its configuration, and one term delivering generated events through it
  * while the receiver fails for a while.
  */
@@ -142,7 +144,7 @@ Deno.test("an empty batch sends nothing", async () => {
 });
 
 Deno.test("user info in the URL becomes Basic authorization and never reaches a message", async () => {
-  await using receiver = startReceiver({ fallback: { status: 400, body: "no" } });
+  await using receiver = startReceiver({ fallback: { status: 401, body: "no" } });
   const url = new URL(receiver.url);
   url.username = "kevents";
   url.password = PASSWORD;
@@ -392,20 +394,20 @@ Deno.test("a Retry-After beyond the retry budget rejects at once; the next send 
   assert.equal(receiver.requests.length, 2);
 });
 
-Deno.test("400 is not retried: the error carries the status and the truncated body", async () => {
+Deno.test("404 is not retried within the send: the error carries the status and the truncated body", async () => {
   await using receiver = startReceiver();
   await using s = sink(receiver.url);
-  const body = `invalid payload: ${"x".repeat(2000)}`;
-  receiver.script({ status: 400, body });
+  const body = `no such hook: ${"x".repeat(2000)}`;
+  receiver.script({ status: 404, body });
   const error = await rejection(s.sink.send([record("a")], never));
   assert.ok(error instanceof HttpSinkError);
-  assert.equal(error.status, 400);
+  assert.equal(error.status, 404);
   assert.equal(error.retryable, false);
   assert.equal(receiver.requests.length, 1);
   assert.deepEqual(s.clock.sleeps, []);
   assert.ok(
     error.message.startsWith(
-      `Webhook POST ${receiver.url}/ answered 400 Bad Request: invalid payload: xxx`,
+      `Webhook POST ${receiver.url}/ answered 404 Not Found: no such hook: xxx`,
     ),
   );
   assert.ok(error.message.endsWith(`... (${body.length} characters)`), error.message);
@@ -421,6 +423,157 @@ Deno.test("parseRetryAfter reads seconds and HTTP dates and refuses the rest", (
   assert.equal(parseRetryAfter("86400", now), 600_000, "capped at ten minutes");
   for (const bad of [undefined, "", "-1", "1.5", "soon", "2026-01-01"]) {
     assert.equal(parseRetryAfter(bad, now), undefined, String(bad));
+  }
+});
+
+// ---- refused for good ----------------------------------------------------------------
+
+/** The keys of the records of an NDJSON body. */
+function keysOf(body: string): string[] {
+  return lines(body).map((r) => (r as EventRecord).key);
+}
+
+/** `n` records named `<prefix>0`...; those at `poisoned` carry POISON in their message. */
+function records(n: number, prefix: string, poisoned: number[] = []): EventRecord[] {
+  return Array.from({ length: n }, (_, i) => {
+    const e = event(`${prefix}${i}`, poisoned.includes(i) ? { message: "POISON pill" } : {});
+    return { key: `${e.metadata!.uid}/${e.metadata!.resourceVersion}`, type: "ADDED", event: e };
+  });
+}
+
+const POISON_REFUSAL = { status: 400, body: '{"error":"cannot index the event: POISON"}' };
+
+/** A receiver refusing (400) any request holding a POISON record; `accepted` gets the keys of the rest. */
+function poisonAverse() {
+  const accepted: string[] = [];
+  const receiver = startReceiver({
+    fallback: (req) => {
+      if (req.body.includes("POISON")) return POISON_REFUSAL;
+      accepted.push(...keysOf(req.body));
+      return { status: 200 };
+    },
+  });
+  return { receiver, accepted, [Symbol.asyncDispose]: () => receiver.shutdown() };
+}
+
+const FENCE = { holder: "kevents-a", token: 7, assertCurrent: () => {} };
+
+Deno.test("a batch refused with 400 for one poisoned record among 8 is split in halves: the 7 others are delivered exactly once, the poisoned one is set aside, in 7 requests (2 log2(8) + 1)", async () => {
+  await using logs = await captureLogs();
+  await using r = poisonAverse();
+  await using s = sink(r.receiver.url);
+  const batch = records(8, "p", [5]);
+
+  const result = await s.sink.send(batch, never, { fence: FENCE });
+
+  const poisoned = batch[5]!.key;
+  assert.deepEqual(r.accepted, batch.map((x) => x.key).filter((k) => k !== poisoned));
+  assert.deepEqual(result, {
+    rejected: [{ key: poisoned, status: 400, reason: POISON_REFUSAL.body }],
+  });
+  assert.deepEqual(
+    r.receiver.requests.map((req) => keysOf(req.body).length),
+    [8, 4, 4, 2, 1, 1, 2],
+    "whole, halves, quarters around the poisoned record, itself alone",
+  );
+  for (const req of r.receiver.requests) {
+    assert.equal(req.headers.get("kevents-leader"), FENCE.holder, "fenced, every piece");
+    assert.equal(req.headers.get("kevents-fencing-token"), String(FENCE.token));
+    const keys = keysOf(req.body);
+    assert.equal(req.headers.get("idempotency-key"), keys.length === 1 ? keys[0] : null);
+  }
+  const warnings = logs.records.filter((x) => x.level === "warning").map(logText);
+  assert.equal(warnings.length, 1, `one warning for the batch, not one per request: ${warnings}`);
+  assert.match(warnings[0]!, /refused a batch of 8 events for good .*400 Bad Request.*in halves/);
+});
+
+Deno.test("413 for any batch over 2 records: everything is delivered, in order, in pieces of at most 2; nothing is set aside", async () => {
+  const pieces: string[][] = [];
+  await using receiver = startReceiver({
+    fallback: (req) => {
+      const keys = keysOf(req.body);
+      if (keys.length > 2) return { status: 413, body: "request entity too large" };
+      pieces.push(keys);
+      return { status: 202 };
+    },
+  });
+  await using s = sink(receiver.url);
+  const batch = records(7, "big");
+
+  const result = await s.sink.send(batch, never);
+
+  assert.equal(result, undefined, "nothing set aside");
+  assert.deepEqual(pieces.flat(), batch.map((x) => x.key), "every record exactly once, in order");
+  assert.deepEqual(pieces.map((p) => p.length), [2, 2, 2, 1]);
+  assert.equal(receiver.requests.length, 7);
+});
+
+Deno.test("a receiver refusing everything (422) costs at most 2N - 1 requests for N records, each set aside", async () => {
+  await using logs = await captureLogs();
+  await using receiver = startReceiver({ fallback: { status: 422, body: "schema\nmismatch" } });
+  await using s = sink(receiver.url);
+  const batch = records(8, "bad");
+
+  const result = await s.sink.send(batch, never);
+
+  assert.deepEqual(
+    result?.rejected,
+    batch.map((x) => ({ key: x.key, status: 422, reason: "schema mismatch" })),
+  );
+  assert.equal(receiver.requests.length, 2 * 8 - 1);
+  assert.equal(logs.records.filter((x) => x.level === "warning").length, 1);
+});
+
+Deno.test("the reason of a set-aside record is the receiver's answer on one line, cut short", async () => {
+  await using receiver = startReceiver({
+    fallback: { status: 400, body: `invalid payload:\n${"x".repeat(2000)}` },
+  });
+  await using s = sink(receiver.url);
+  const result = await s.sink.send([record("a")], never);
+  const reason = result?.rejected[0]?.reason ?? "";
+  assert.ok(reason.startsWith("invalid payload: xxx"), reason);
+  assert.ok(reason.endsWith("..."), reason);
+  assert.ok(reason.length <= 203, `${reason.length} characters`);
+});
+
+Deno.test("a split batch cut by a transient failure resumes when sent again: what was delivered or set aside is not sent again", async () => {
+  const accepted: string[] = [];
+  let failed = false;
+  await using receiver = startReceiver({
+    fallback: (req) => {
+      if (req.body.includes("POISON")) return POISON_REFUSAL;
+      const keys = keysOf(req.body);
+      if (keys.includes("uid-s2/10") && !failed) {
+        failed = true;
+        return { status: 503, body: "busy" };
+      }
+      accepted.push(...keys);
+      return { status: 200 };
+    },
+  });
+  await using s = sink(receiver.url, { maxAttempts: 1 });
+  const batch = records(4, "s", [1]);
+
+  const error = await rejection(s.sink.send(batch, never));
+  assert.ok(error instanceof HttpSinkError);
+  assert.equal(error.status, 503);
+  assert.deepEqual(accepted, ["uid-s0/10"]);
+
+  // The pump sends the same batch again.
+  const result = await s.sink.send(batch, never);
+  assert.deepEqual(accepted, ["uid-s0/10", "uid-s2/10", "uid-s3/10"], "each exactly once");
+  assert.deepEqual(result?.rejected.map((x) => x.key), ["uid-s1/10"]);
+  assert.deepEqual(keysOf(receiver.requests.at(-1)!.body), ["uid-s2/10", "uid-s3/10"]);
+});
+
+Deno.test("401 and 403 (credentials) are neither split nor set aside: the send fails, for the pump to retry", async () => {
+  for (const status of [401, 403]) {
+    await using receiver = startReceiver({ fallback: { status, body: "bad token" } });
+    await using s = sink(receiver.url);
+    const error = await rejection(s.sink.send(records(4, `c${status}-`), never));
+    assert.ok(error instanceof HttpSinkError);
+    assert.equal(error.status, status);
+    assert.equal(receiver.requests.length, 1);
   }
 });
 
@@ -468,7 +621,7 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
   });
 
   await t.step(
-    "query values and any configured header, whatever its name, echoed in a 400",
+    "query values and any configured header, whatever its name, echoed in a 403, and in the reason of a record set aside after a 400",
     async () => {
       const query = { token: "s3cret-query-token", apiKey: "0123456789abcdef0123456789abcdef" };
       const headers = {
@@ -478,8 +631,9 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
       };
       const secrets = [query.token, query.apiKey, ...Object.values(headers)];
       // Echoes the request line and every header, as some receivers' error pages do.
+      let status = 403;
       const requestEcho = (req: ReceivedRequest) => ({
-        status: 400,
+        status,
         body: [
           `${req.method} ${req.path} HTTP/1.1`,
           ...[...req.headers].map(([k, v]) => `${k}: ${v}`),
@@ -495,7 +649,7 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
       const echoed = echoing.requests[0]!;
       assert.equal(echoed.headers.get("x-custom-auth"), headers["X-Custom-Auth"]);
       assert.ok(echoed.path.includes(query.token), "the receiver got the query");
-      assert.equal(error.status, 400);
+      assert.equal(error.status, 403);
       assert.match(error.message, /POST \/hook\?token=\[redacted\]&api_key=\[redacted\] HTTP/);
       assert.match(error.message, /x-custom-auth: \[redacted\]/);
       for (const secret of secrets) {
@@ -508,8 +662,14 @@ Deno.test("secrets never appear in errors or logs, even when the receiver echoes
       await dropping.sink.send([record("b")], never);
       const warnings = logs.records.slice(before).filter((r) => r.level === "warning").map(logText);
       assert.equal(warnings.length, 1, warnings.join("\n"));
-      assert.match(warnings[0]!, /Dropped 1 events after 1 attempts .*400 Bad Request/);
+      assert.match(warnings[0]!, /Dropped 1 events after 1 attempts .*403 Forbidden/);
       for (const secret of secrets) assert.ok(!warnings[0]!.includes(secret), warnings[0]!);
+
+      status = 400;
+      const result = await dropping.sink.send([record("c")], never);
+      const reason = result?.rejected[0]?.reason ?? "";
+      assert.match(reason, /^POST \/hook\?token=\[redacted\]&api_key=\[redacted\] HTTP/);
+      for (const secret of secrets) assert.ok(!reason.includes(secret), reason);
     },
   );
 
@@ -555,14 +715,18 @@ Deno.test("by default a failing send rejects (the pump retries); with drop the b
     await s.sink.send([record("a"), record("b")], never);
     assert.equal(s.sink.dropped, 2);
     assert.equal(receiver.requests.length, 4);
-    receiver.script({ status: 400, body: "rejected" });
+    receiver.script({ status: 403, body: "refused" });
     await s.sink.send([record("c")], never);
-    assert.equal(s.sink.dropped, 3, "a 400 is dropped after its single attempt");
+    assert.equal(s.sink.dropped, 3, "a 403 is dropped after its single attempt");
     assert.equal(receiver.requests.length, 5);
+    receiver.script({ status: 400, body: "rejected" });
+    const result = await s.sink.send([record("d")], never);
+    assert.equal(s.sink.dropped, 3, "a 400 is not dropped: the record is set aside");
+    assert.deepEqual(result?.rejected.map((r) => r.key), ["uid-d/10"]);
     const warnings = logs.records.filter((r) => r.level === "warning").map(logText);
     assert.equal(warnings.length, 2);
     assert.match(warnings[0]!, /Dropped 2 events after 2 attempts \(2 dropped so far\)/);
-    assert.match(warnings[1]!, /Dropped 1 events after 1 attempts \(3 dropped so far\).*400/);
+    assert.match(warnings[1]!, /Dropped 1 events after 1 attempts \(3 dropped so far\).*403/);
   });
 });
 
