@@ -40,6 +40,7 @@ import type { Config } from "./config/mod.ts";
 import { type Liveness, type Metrics, runControlPlaneCheck, serviceCheckSinks } from "./ops/mod.ts";
 import { NO_EVENT_FILTERS, planEventFilters, runPump, WatchFailingError } from "./pump/mod.ts";
 import type { KubeClient } from "./kube/mod.ts";
+import { Enricher, ObjectCache } from "./enrich/mod.ts";
 import { type EventRecord, hostClusterSuffix, type Sink } from "./sinks/mod.ts";
 
 /** Options for {@linkcode runCollector}. */
@@ -89,6 +90,26 @@ export interface TermContext {
   stillLeading?: (signal: AbortSignal) => Promise<boolean>;
   /** The position the replica's previous term ended at (updated when a term ends). */
   position?: Token;
+  /** Enrichment, with its cache kept from one term to the next; made by the first term. */
+  enricher?: Enricher;
+}
+
+/** The enricher of `o`'s configuration; undefined when enrichment is off. */
+function newEnricher(o: CollectorOptions): Enricher | undefined {
+  const { enrich } = o.config;
+  if (!enrich.enabled) return undefined;
+  const cache = new ObjectCache({
+    client: o.client,
+    clock: o.clock ?? systemClock,
+    requestTimeoutMs: Math.min(2000, o.config.timings.requestTimeoutMs),
+    onRequest: (resource, outcome) => o.metrics?.enrichLookup(resource, outcome),
+  });
+  return new Enricher({
+    cache,
+    requestBudget: enrich.requestBudget,
+    podLabelsAsTags: enrich.podLabelsAsTags,
+    namespaceLabelsAsTags: enrich.namespaceLabelsAsTags,
+  });
 }
 
 /**
@@ -203,6 +224,8 @@ export async function runTerm(
 ): Promise<void> {
   if (!o.config.collectEvents) return await runCheckOnlyTerm(o, term);
   const clock = o.clock ?? systemClock;
+  context.enricher ??= newEnricher(o);
+  const enricher = context.enricher;
   const backoff = new Backoff({ clock });
   const work = new AbortController();
   const onTermEnd = () => work.abort(term.signal.reason);
@@ -289,6 +312,7 @@ export async function runTerm(
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
         batchWindowMs: o.config.batchWindowMs,
+        ...(enricher === undefined ? {} : { enrich: (records, s) => enricher.enrich(records, s) }),
         // A send in flight when the term ends at once may finish within this
         // grace; it must end well inside the lease's margin over the renew
         // deadline, before any other replica may take over.

@@ -214,6 +214,8 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
       DD_API_KEY: API_KEY,
       DD_DD_URL: datadog.url,
       KEVENTS_SINKS: "datadog,webhook",
+      // Bundling would hold the first send back 15 s.
+      KEVENTS_DATADOG_BUNDLE_WINDOW_SECONDS: "0",
       KEVENTS_WEBHOOK_URL: webhook.url,
       KEVENTS_WEBHOOK_BEARER_TOKEN: WEBHOOK_TOKEN,
       KEVENTS_WEBHOOK_HEADERS: `X-Api-Token=${HEADER_SECRET}`,
@@ -239,7 +241,7 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
           "both sinks' failures",
           () =>
             failing.logged("WARN", /Sink datadog failed .*Datadog rejected the API key \(403/) &&
-            failing.logged("WARN", /Sink webhook failed .*answered 400/),
+            failing.logged("WARN", /Sink webhook set aside event .*refused for good \(400/),
         );
         // The receivers were sent the credentials and echoed them back: the redaction is what hid them.
         assert.ok(datadog.requests.some((r) => r.headers.get("dd-api-key") === API_KEY));
@@ -253,7 +255,8 @@ Deno.test("no credential shows in logs, error messages, the health endpoint or k
         );
         report(
           "webhook answering 400 echoing Authorization and a secret header",
-          "retried with a warning naming the 400; token and header redacted",
+          "each event set aside with a warning naming the 400 and its key; token and header " +
+            "redacted",
         );
       },
     );
@@ -453,6 +456,8 @@ Deno.test("the ClusterRole grants exactly what real runs use: every rule exercis
         KEVENTS_CONTROL_PLANE_CHECK_INTERVAL_MS: "1000",
         DD_KUBE_RESOURCES_NAMESPACE: slug,
         DD_LEADER_ELECTION_DEFAULT_RESOURCE: lock,
+        // Enrichment reads the namespace only to map its labels.
+        DD_KUBERNETES_NAMESPACE_LABELS_AS_TAGS: '{"team":"team"}',
       },
     });
     const kc = new PooledKubeConfig();
@@ -509,9 +514,22 @@ Deno.test("the ClusterRole grants exactly what real runs use: every rule exercis
         }),
     );
     for (const server of [withStatuses, withoutStatuses]) {
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 2; i++) {
         server.create("events", "default", coreEvent("default", `rbac-${i}.17f0`));
       }
+      // A Job's event: enrichment reads the Job for its CronJob.
+      server.create(
+        "events",
+        "default",
+        coreEvent("default", "rbac-job.17f0", {
+          involvedObject: {
+            kind: "Job",
+            namespace: "default",
+            name: "rbac-job",
+            apiVersion: "batch/v1",
+          },
+        }),
+      );
     }
     await waitFor(
       () => "every run's events, checkpoint and control-plane check",

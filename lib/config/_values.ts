@@ -248,3 +248,53 @@ export const PROXY_URL_RULE = "must be an http:// or https:// proxy URL (a SOCKS
 
 export const TAG_LIST_RULE = "must be a list (comma-separated, or a YAML list in the file) of " +
   "Datadog tags (key:value or value, at most 200 characters, no spaces or commas)";
+
+/** One entry of `collected_event_types`, as the settings hold it. */
+type EventTypeEntry = { kind?: string; source?: string; reasons: string[] };
+
+const EVENT_TYPE_KEYS: ReadonlySet<string> = new Set(["kind", "source", "reasons"]);
+
+const nonEmptyText = (v: unknown): v is string => typeof v === "string" && v !== "";
+
+/**
+ * `collected_event_types`: JSON text of a list of `{"kind", "source",
+ * "reasons"}` entries (the Agent's check takes a YAML list of mappings,
+ * which kevents' datadog.yaml takes as that JSON in one quoted text); ""
+ * is the empty list. Each entry has only those keys, `kind` and `source`
+ * non-empty texts when given, `reasons` a list of non-empty texts (absent:
+ * `[]`, any reason). Whether each entry has `kind` or `source` is checked
+ * by resolveSinkSettings, which names the entry.
+ */
+export function parseEventTypes(raw: RawValue): EventTypeEntry[] | undefined {
+  if (typeof raw !== "string") return undefined;
+  const text = raw.trim();
+  if (text === "") return [];
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(list)) return undefined;
+  const entries: EventTypeEntry[] = [];
+  for (const item of list as unknown[]) {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) return undefined;
+    const { kind, source, reasons = [] } = item as Record<string, unknown>;
+    if (Object.keys(item).some((k) => !EVENT_TYPE_KEYS.has(k))) return undefined;
+    if (kind !== undefined && !nonEmptyText(kind)) return undefined;
+    if (source !== undefined && !nonEmptyText(source)) return undefined;
+    if (!Array.isArray(reasons) || !reasons.every(nonEmptyText)) return undefined;
+    entries.push({
+      ...(kind === undefined ? {} : { kind }),
+      ...(source === undefined ? {} : { source }),
+      reasons: [...new Set(reasons)],
+    });
+  }
+  return entries;
+}
+
+export const EVENT_TYPES_RULE = 'must be a JSON list of entries {"kind": KIND, "source": ' +
+  'COMPONENT, "reasons": [REASON, ...]}, each with "kind" or "source" (non-empty texts, ' +
+  'matched exactly) and optionally "reasons" (non-empty texts; none: any reason), no other ' +
+  "key; in datadog.yaml the same JSON as one quoted text, e.g. " +
+  `collected_event_types: '[{"kind":"Pod","reasons":["Failed"]}]'`;

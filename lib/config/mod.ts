@@ -32,5 +32,5 @@ export { ConfigError } from "./errors.ts";
 export { configFileCandidates } from "./files.ts";
 export { parseConfig } from "./parse.ts";
 export { type AnyKeySpec, CONFIG_KEYS } from "./settings.ts";
-export type { Config, ConfigInput, LockResource } from "./types.ts";
+export type { Config, ConfigInput, EnrichConfig, LockResource } from "./types.ts";
 export { loadConfig, type LoadConfigOptions } from "./load.ts";

@@ -142,6 +142,12 @@ export function parseConfig(input: ConfigInput): Config {
       ? settings.ddBundleWindowSeconds * 1000
       : 0,
     ...(eventFilters === undefined ? {} : { eventFilters }),
+    enrich: {
+      enabled: settings.enrich,
+      requestBudget: settings.enrichRequestBudget,
+      podLabelsAsTags: settings.podLabelsAsTags,
+      namespaceLabelsAsTags: settings.namespaceLabelsAsTags,
+    },
     ...sinkSettings,
     health: {
       address: settings.healthAddress,

@@ -33,6 +33,7 @@ import {
   SUBDOMAIN_RULE,
   valueList,
 } from "./_values.ts";
+import { ENRICH_ROWS } from "./enrich.ts";
 import { SINK_ROWS } from "./sinks.ts";
 import { type LockResource, SINK_NAMES, type SinkName, type SinkOnFailure } from "./types.ts";
 
@@ -51,6 +52,14 @@ export interface Settings {
   clusterName: string | undefined;
   /** `kubernetes_kubelet_nodename`: the node this replica runs on; undefined when not set. */
   nodeName: string | undefined;
+  /** `kevents_enrich`. */
+  enrich: boolean;
+  /** `kevents_enrich_request_budget`. */
+  enrichRequestBudget: number;
+  /** `kubernetes_pod_labels_as_tags`. */
+  podLabelsAsTags: Record<string, string>;
+  /** `kubernetes_namespace_labels_as_tags`. */
+  namespaceLabelsAsTags: Record<string, string>;
   /** `kevents_datadog_bundle_window_seconds`. */
   ddBundleWindowSeconds: number;
   /** `kevents_datadog_tags`: the check instance's `tags:`. */
@@ -91,6 +100,14 @@ export interface Settings {
   ddSite: string;
   ddUrl: string | undefined;
   ddUnbundleEvents: boolean;
+  /** `collected_event_types`: with unbundle_events, the events sent on their own. */
+  ddCollectedEventTypes: { kind?: string; source?: string; reasons: string[] }[];
+  /** `bundle_unspecified_events`. */
+  ddBundleUnspecifiedEvents: boolean;
+  /** `filtering_enabled`. */
+  ddFilteringEnabled: boolean;
+  /** `kubernetes_events_source_detection.enabled`. */
+  ddSourceDetection: boolean;
   datadogOnFailure: SinkOnFailure;
   datadogMaxAttempts: number;
   healthAddress: string;
@@ -345,6 +362,7 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     description: "Events buffered between the watch and the sinks",
   },
   ...SINK_ROWS,
+  ...ENRICH_ROWS,
   {
     // The Agent has no datadog.yaml key for this: its check runs at the
     // check scheduler's default interval (15 s) unless the check's own

@@ -15,6 +15,7 @@ import {
   ATTEMPTS_RULE,
   BOOL_RULE,
   credential,
+  EVENT_TYPES_RULE,
   filePath,
   HOST_LIST_RULE,
   hostList,
@@ -23,6 +24,7 @@ import {
   ON_FAILURE_RULE,
   oneOf,
   parseBool,
+  parseEventTypes,
   parseHeaders,
   PROXY_URL_RULE,
   site,
@@ -40,7 +42,10 @@ import type { DatadogConfig, WebhookConfig } from "./types.ts";
  * Agent (DD_API_KEY, DD_SITE, DD_DD_URL). `unbundle_events` is the key the
  * Agent reads from its kubernetes_apiserver check's instance configuration
  * (conf.yaml), which has no environment variable; kevents reads it from
- * datadog.yaml and DD_UNBUNDLE_EVENTS.
+ * datadog.yaml and DD_UNBUNDLE_EVENTS, and so `collected_event_types`,
+ * `bundle_unspecified_events` and `filtering_enabled`, the check's too.
+ * `kubernetes_events_source_detection.enabled` is a datadog.yaml setting of
+ * the Agent, with its environment variable.
  */
 export const SINK_ROWS: readonly AnyKeySpec[] = [
   {
@@ -179,6 +184,49 @@ export const SINK_ROWS: readonly AnyKeySpec[] = [
     description: "One Datadog event per Kubernetes event instead of one per object and type",
   },
   {
+    field: "ddCollectedEventTypes",
+    fileKey: "collected_event_types",
+    envVar: "DD_COLLECTED_EVENT_TYPES",
+    parse: parseEventTypes,
+    default: [],
+    rule: EVENT_TYPES_RULE,
+    description: "With unbundle_events, the events sent on their own: an event matches an " +
+      "entry when its involved object's kind is the entry's kind, its source.component the " +
+      "entry's source and its reason one of the entry's reasons, each when given",
+  },
+  {
+    field: "ddBundleUnspecifiedEvents",
+    fileKey: "bundle_unspecified_events",
+    envVar: "DD_BUNDLE_UNSPECIFIED_EVENTS",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "With unbundle_events, bundle the events collected_event_types leaves out " +
+      "instead of not sending them",
+  },
+  {
+    field: "ddFilteringEnabled",
+    fileKey: "filtering_enabled",
+    envVar: "DD_FILTERING_ENABLED",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Send only the events the Agent collects by default for their source's " +
+      "integration, or that collected_event_types names; unbundled, those outside the " +
+      "default set get the source <source>_custom",
+  },
+  {
+    field: "ddSourceDetection",
+    fileKey: "kubernetes_events_source_detection.enabled",
+    envVar: "DD_KUBERNETES_EVENTS_SOURCE_DETECTION_ENABLED",
+    parse: parseBool,
+    default: false,
+    rule: BOOL_RULE,
+    description: "Name each Datadog event's source after the integration of the controller " +
+      "that reported it (reportingComponent, else source.component), as the Agent does; " +
+      "otherwise kubernetes",
+  },
+  {
     field: "ddBundleWindowSeconds",
     fileKey: "kevents_datadog_bundle_window_seconds",
     envVar: "KEVENTS_DATADOG_BUNDLE_WINDOW_SECONDS",
@@ -302,6 +350,66 @@ function refuseSecretHandles(settings: Settings, origins: Map<keyof Settings, Or
 }
 
 /**
+ * Refuses a `collected_event_types` entry with neither `kind` nor `source`
+ * (the Agent logs and skips it; kevents refuses bad input), and, with the
+ * datadog sink on, warns where the event settings do something other than
+ * their names suggest: read only when unbundled, or unbundled with an empty
+ * list, where the Agent sends nothing and kevents sends every event.
+ */
+function checkEventTypes(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+  warnings: string[],
+): void {
+  const types = settings.ddCollectedEventTypes;
+  const typesSource = origins.get("ddCollectedEventTypes")?.source ?? "default";
+  const rule = 'each entry needs "kind" or "source"';
+  for (const entry of types) {
+    if (entry.kind !== undefined || entry.source !== undefined) continue;
+    const value = JSON.stringify(entry);
+    throw new ConfigError({
+      key: "collected_event_types",
+      source: typesSource,
+      value,
+      rule,
+      message: `Cannot use collected_event_types entry ${value} (${typesSource}): ${rule} ` +
+        "(the Agent skips such an entry with an error in its log; kevents refuses it)",
+    });
+  }
+  if (!settings.sinks.includes("datadog")) return;
+  const source = (field: keyof Settings) => origins.get(field)?.source ?? "default";
+  const bundleRest = settings.ddBundleUnspecifiedEvents;
+  const filtering = settings.ddFilteringEnabled;
+  if (!settings.ddUnbundleEvents) {
+    if (types.length > 0 && !filtering) {
+      warnings.push(
+        `collected_event_types (${typesSource}) is not used: bundled (unbundle_events is ` +
+          "false), every event is sent unless filtering_enabled is on, as in the Agent",
+      );
+    }
+    if (bundleRest) {
+      warnings.push(
+        `bundle_unspecified_events (${source("ddBundleUnspecifiedEvents")}) has no effect ` +
+          "without unbundle_events: every event is bundled already",
+      );
+    }
+    return;
+  }
+  if (types.length > 0 || filtering) return;
+  const unbundled = source("ddUnbundleEvents");
+  warnings.push(
+    bundleRest
+      ? `unbundle_events (${unbundled}) with bundle_unspecified_events and an empty ` +
+        "collected_event_types sends no event on its own: every event is bundled, as in the " +
+        "Agent; name the events to send alone in collected_event_types"
+      : `unbundle_events is on (${unbundled}) and collected_event_types is empty: kevents ` +
+        "sends every event unbundled, where the Agent would send none (the Datadog Helm chart " +
+        "and Operator fill in Pod, Node and CronJob reasons by default); name the events in " +
+        "collected_event_types to send only those",
+  );
+}
+
+/**
  * The sinks' settings, checking what one row cannot: a sink that is on has
  * what it needs, a client certificate comes with its key. Warns about TLS
  * verification turned off and credentials sent over plain HTTP.
@@ -337,6 +445,7 @@ export function resolveSinkSettings(
         "needs its private key",
     });
   }
+  checkEventTypes(settings, origins, warnings);
   if (settings.sinks.includes("datadog") && settings.ddApiKey === undefined) {
     throw new ConfigError({
       key: "api_key",
@@ -387,6 +496,10 @@ export function resolveSinkSettings(
       site: settings.ddSite,
       url: settings.ddUrl,
       unbundleEvents: settings.ddUnbundleEvents,
+      collectedEventTypes: settings.ddCollectedEventTypes,
+      bundleUnspecifiedEvents: settings.ddBundleUnspecifiedEvents,
+      filteringEnabled: settings.ddFilteringEnabled,
+      sourceDetection: settings.ddSourceDetection,
       tags: settings.ddTags,
       ...(settings.ddProxyHttps === undefined ? {} : { proxy: settings.ddProxyHttps }),
       noProxy: settings.ddNoProxy,

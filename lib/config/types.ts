@@ -56,6 +56,18 @@ export interface DatadogConfig {
   url: string | undefined;
   /** One Datadog event per Kubernetes event instead of one per object and type (default false). */
   unbundleEvents: boolean;
+  /**
+   * `collected_event_types`: with `unbundleEvents`, the events sent on their
+   * own (default none); each entry has `kind` or `source`, and `reasons`
+   * (empty: any reason).
+   */
+  collectedEventTypes: { kind?: string; source?: string; reasons: string[] }[];
+  /** `bundle_unspecified_events`: unbundled, bundle the events not collected (default false). */
+  bundleUnspecifiedEvents: boolean;
+  /** `filtering_enabled`: only the Agent's default sets and `collectedEventTypes` (default false). */
+  filteringEnabled: boolean;
+  /** `kubernetes_events_source_detection.enabled`: sources named after controllers (default false). */
+  sourceDetection: boolean;
   /** Tags added to every Datadog event and service check (`kevents_datadog_tags`). */
   tags: string[];
   /** The intake's proxy (`proxy.https`, `DD_PROXY_HTTPS`, else `HTTPS_PROXY`); absent: none. */
@@ -66,6 +78,18 @@ export interface DatadogConfig {
   onFailure: SinkOnFailure;
   /** Attempts per request before a send fails (default 5). */
   maxAttempts: number;
+}
+
+/** Enrichment's settings. */
+export interface EnrichConfig {
+  /** `kevents_enrich` (default true). */
+  enabled: boolean;
+  /** API requests per batch (`kevents_enrich_request_budget`, default 50). */
+  requestBudget: number;
+  /** Pod label-to-tag name (`kubernetes_pod_labels_as_tags`). */
+  podLabelsAsTags: Record<string, string>;
+  /** Namespace label-to-tag name (`kubernetes_namespace_labels_as_tags`). */
+  namespaceLabelsAsTags: Record<string, string>;
 }
 
 /** The object leader election locks: a Lease, or the leader annotation of a ConfigMap or an Endpoints object. */
@@ -159,6 +183,8 @@ export interface Config {
    * `kevents_exclude_*`); absent when none of them is set: every event.
    */
   eventFilters?: EventFilterSettings;
+  /** What kevents reads about the objects events are about (lib/enrich). */
+  enrich: EnrichConfig;
   /** The webhook sink's settings. */
   webhook: WebhookConfig;
   /** The Datadog sink's settings. */

@@ -92,6 +92,7 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
     verbs: ["get", "list"],
   }),
   type("", "v1", "serviceaccounts", "ServiceAccount", { shortNames: ["sa"] }),
+  type("", "v1", "pods", "Pod", { shortNames: ["po"], categories: ["all"] }),
   type("coordination.k8s.io", "v1", "leases", "Lease"),
   type("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", { namespaced: false }),
   type("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", {
@@ -104,6 +105,10 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
     shortNames: ["deploy"],
     categories: ["all"],
   }),
+  type("apps", "v1", "replicasets", "ReplicaSet", { shortNames: ["rs"], categories: ["all"] }),
+  type("apps", "v1", "statefulsets", "StatefulSet", { shortNames: ["sts"], categories: ["all"] }),
+  type("batch", "v1", "jobs", "Job", { categories: ["all"] }),
+  type("batch", "v1", "cronjobs", "CronJob", { shortNames: ["cj"], categories: ["all"] }),
   type("events.k8s.io", "v1", "events", "Event", {
     shortNames: ["ev"],
     storage: "/events",

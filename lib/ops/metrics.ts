@@ -77,6 +77,7 @@ export class Metrics {
   readonly #lastWatchActivity: Gauge;
   readonly #serviceChecks: Counter<"status">;
   readonly #serviceCheckFailures: Counter;
+  readonly #enrichLookups: Counter<"resource" | "outcome">;
   readonly #checkpointResets: Counter<"reason">;
   readonly #checkpointHeals: Counter<"reason">;
   readonly #shutdownCut: Counter;
@@ -251,6 +252,14 @@ export class Metrics {
       labelNames: ["status"],
       registers,
     });
+    this.#enrichLookups = new Counter({
+      name: `${PREFIX}enrich_lookups_total`,
+      help: "Enrichment's lookups of the objects events are about, by resource (pods, jobs, " +
+        "namespaces) and outcome (hit: from the cache; fetched; absent: 404; forbidden: 403; " +
+        "failed; budget: left out, the batch's request budget spent)",
+      labelNames: ["resource", "outcome"],
+      registers,
+    });
     this.#serviceCheckFailures = new Counter({
       name: `${PREFIX}service_check_failures_total`,
       help: "Control-plane check runs that could not read the API server (no service check sent)",
@@ -413,6 +422,12 @@ export class Metrics {
   /** A service check was emitted. */
   serviceCheck(status: 0 | 1 | 2 | 3): void {
     this.#serviceChecks.inc({ status: ["ok", "warning", "critical", "unknown"][status]! });
+  }
+
+  /** An enrichment lookup of `resource` ended with `outcome`. */
+  enrichLookup(resource: string, outcome: string): void {
+    const known = resource === "pods" || resource === "jobs" || resource === "namespaces";
+    this.#enrichLookups.inc({ resource: known ? resource : "other", outcome });
   }
 
   /** A control-plane check run could not read the API server and sent nothing. */

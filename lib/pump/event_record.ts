@@ -11,7 +11,7 @@
  */
 
 import type { CoreV1Event } from "@kubernetes/client-node";
-import { type EventRecord, eventTime } from "../sinks/mod.ts";
+import { type Enrichment, type EventRecord, eventTime, type InvolvedObject } from "../sinks/mod.ts";
 import type { WatchEvent } from "../kube/mod.ts";
 
 /** Re-exported: where the pump and its tests have always found it. */
@@ -29,6 +29,9 @@ export const EVENT_FIELDS: readonly string[] = Object.freeze([
   "eventTime",
   "series.lastObservedTime",
   "metadata.creationTimestamp",
+  "involvedObject.kind",
+  "involvedObject.namespace",
+  "involvedObject.name",
 ]);
 
 /** The idempotency key of an event: `<uid>/<resourceVersion>`. */
@@ -48,6 +51,9 @@ export class WatchedRecord implements EventRecord {
   readonly eventType: string | undefined;
   /** {@linkcode eventTime}. */
   readonly time: string | undefined;
+  /** The involved object, when the watch read it from the text. */
+  readonly involved: InvolvedObject | undefined;
+  enrichment?: Enrichment;
   readonly #uid: string | undefined;
   readonly #source: WatchEvent<CoreV1Event>;
   #key: string | undefined;
@@ -60,11 +66,13 @@ export class WatchedRecord implements EventRecord {
       this.#uid = f[0];
       this.eventType = f[1];
       this.time = f[2] ?? f[3] ?? f[4] ?? f[5];
+      this.involved = { kind: f[6], namespace: f[7], name: f[8] };
     } else {
       const e = source.object;
       this.#uid = e.metadata?.uid;
       this.eventType = e.type;
       this.time = eventTime(e);
+      this.involved = undefined;
     }
   }
 
@@ -84,7 +92,17 @@ export class WatchedRecord implements EventRecord {
   }
 
   /** What `JSON.stringify` sees: the record as a plain object. */
-  toJSON(): { key: string; type: "ADDED" | "MODIFIED"; event: CoreV1Event } {
-    return { key: this.key, type: this.type, event: this.event };
+  toJSON(): {
+    key: string;
+    type: "ADDED" | "MODIFIED";
+    event: CoreV1Event;
+    enrichment?: Enrichment;
+  } {
+    return {
+      key: this.key,
+      type: this.type,
+      event: this.event,
+      ...(this.enrichment === undefined ? {} : { enrichment: this.enrichment }),
+    };
   }
 }

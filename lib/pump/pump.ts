@@ -83,6 +83,11 @@ export interface PumpOptions {
    */
   batchWindowMs?: number;
   /**
+   * Adds `enrichment` to each record before it is sent (lib/enrich); must
+   * reject only with the signal's reason.
+   */
+  enrich?: (records: readonly EventRecord[], signal: AbortSignal) => Promise<void>;
+  /**
    * After the stop signal, a send in flight may finish for this long
    * (default 2000 ms); none when the signal's reason is a
    * {@linkcode ShutdownBudgetError}.
@@ -253,6 +258,8 @@ async function deliverLoop(
       }
       if (records.length > 0) {
         try {
+          // Within its request budget; it degrades to fewer tags, never fails a batch.
+          await o.enrich?.(records, hard.signal);
           await Promise.all(
             o.sinks.map((sink) =>
               sendWithRetry(sink, records, delivering, hard.signal, backoff, o)

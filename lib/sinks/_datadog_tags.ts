@@ -22,6 +22,7 @@
  */
 
 import type { CoreV1Event } from "@kubernetes/client-node";
+import type { Enrichment } from "./sink.ts";
 
 /** The tag naming an object of each kind, as the Agent's kubetags has it. */
 export const KIND_TAGS: Readonly<Record<string, string>> = Object.freeze({
@@ -53,17 +54,26 @@ export function hostClusterSuffix(clusterName: string | undefined): string {
 }
 
 /** The host of an event's Datadog event; undefined where the Agent would use its own. */
-export function eventHost(e: CoreV1Event, ctx: DatadogContext = {}): string | undefined {
+export function eventHost(
+  e: CoreV1Event,
+  ctx: DatadogContext = {},
+  enrichment?: Enrichment,
+): string | undefined {
   const o = e.involvedObject;
   let node: string | undefined;
-  if (o.kind === "Pod") node = e.source?.host || undefined;
+  // A pod's event without source.host: the pod's node, as the Agent looks it up.
+  if (o.kind === "Pod") node = e.source?.host || enrichment?.node || undefined;
   // A Node's events do not always carry source.host; the Node's name is the host.
   else if (o.kind === "Node") node = o.name || e.source?.host || undefined;
   return node === undefined ? undefined : node + hostClusterSuffix(ctx.clusterName);
 }
 
 /** The tags of an event's Datadog event (not yet sorted nor deduplicated). */
-export function eventTags(e: CoreV1Event, ctx: DatadogContext = {}): string[] {
+export function eventTags(
+  e: CoreV1Event,
+  ctx: DatadogContext = {},
+  enrichment?: Enrichment,
+): string[] {
   const o = e.involvedObject;
   const tags = [
     `kube_kind:${o.kind}`,
@@ -80,6 +90,8 @@ export function eventTags(e: CoreV1Event, ctx: DatadogContext = {}): string[] {
     `reporting_controller:${e.reportingComponent ?? ""}`,
   );
   if (ctx.clusterName) tags.push(`kube_cluster_name:${ctx.clusterName}`);
+  // The owners and labels enrichment found (the Agent's tagger tags).
+  tags.push(...enrichment?.tags ?? []);
   tags.push(...ctx.tags ?? []);
   return tags;
 }

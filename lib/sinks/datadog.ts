@@ -11,16 +11,17 @@
  * markdown text listing "<count> **<reason>**: <message>" for each distinct
  * reason and message, the reporting component and the time span, the
  * aggregation key `kubernetes_apiserver:<involved object uid>`, alert type
- * warning for Warning events (else info), source type `kubernetes`,
- * `date_happened` the latest occurrence in seconds, the host the node's name
- * for Pod events (`source.host`) and Node events (the Node's name), and the
- * tags `kube_kind`, `kube_name`, `kube_namespace`, `source_component`,
- * `orchestrator:kubernetes`, `reporting_controller` and one `event_reason`
- * per reason. Text over {@linkcode MAX_TEXT_LENGTH} characters is split
- * across several events of the same object. With `unbundleEvents` each
- * Kubernetes event becomes its own Datadog event ("Pod ns/name: Reason",
- * the message as text). Events without a kind, name, reason or message are
- * not sent, as in the Agent.
+ * warning for Warning events (else info), source type `kubernetes` (per
+ * integration with source detection: _datadog_sources.ts), `date_happened`
+ * the latest occurrence in seconds, and the host and tags of
+ * _datadog_tags.ts (the node with the cluster name; the Agent's tag set,
+ * enrichment's owner and label tags, the check's own tags) plus one
+ * `event_reason` per reason. Text over {@linkcode MAX_TEXT_LENGTH}
+ * characters is split across several events of the same object. With
+ * `unbundleEvents` each Kubernetes event becomes its own Datadog event ("Pod
+ * ns/name: Reason", the message as text), for the events
+ * `collected_event_types` chooses (_datadog_types.ts). Events without a
+ * kind, name, reason or message are not sent, as in the Agent.
  *
  * Counts. Kubernetes repeats an event by bumping `count` on the same
  * object (a MODIFIED change). The Agent adds up `count` each time it sees an
@@ -59,7 +60,9 @@
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import type { Clock } from "../time/mod.ts";
+import { countIncreases, type Occurrence, OccurrenceCounts } from "./_datadog_counts.ts";
 import { type DatadogContext, eventHost, eventTags, sortedTags } from "./_datadog_tags.ts";
+import { eventChoice, type EventChoiceOptions, selectEvents, sourceOf } from "./_datadog_types.ts";
 import {
   displayUrl,
   HttpSender,
@@ -70,6 +73,7 @@ import {
   rejectionReason,
 } from "./_http.ts";
 import {
+  type Enrichment,
   type EventRecord,
   eventTime,
   type Rejection,
@@ -81,11 +85,17 @@ import {
 } from "./sink.ts";
 
 /** The default Datadog site. */
+export {
+  countIncreases,
+  DEFAULT_COUNT_CACHE_SIZE,
+  type Occurrence,
+  OccurrenceCounts,
+  occurrencesOf,
+} from "./_datadog_counts.ts";
+
 export const DEFAULT_SITE = "datadoghq.com";
 /** Longest text of a bundled event; the Events API keeps 4000 characters, the Agent aims below 3750. */
 export const MAX_TEXT_LENGTH = 3750;
-/** Events whose last count is remembered by default. */
-export const DEFAULT_COUNT_CACHE_SIZE = 20_000;
 
 /** An event as the Events API v1 takes it. */
 export interface DatadogEvent {
@@ -101,8 +111,8 @@ export interface DatadogEvent {
   "source_type_name": string;
 }
 
-/** Options for {@linkcode DatadogSink}. */
-export interface DatadogSinkOptions {
+/** Options for {@linkcode DatadogSink}; which events it sends: {@linkcode EventChoiceOptions}. */
+export interface DatadogSinkOptions extends EventChoiceOptions {
   /** Told of every request repeated after a retryable failure (metrics). */
   onRetry?: () => void;
   /** The API key (`api_key` / `DD_API_KEY`). */
@@ -141,77 +151,6 @@ export interface DatadogSinkOptions {
   random?: () => number;
 }
 
-/** The last count seen per event uid, forgetting the least recently seen beyond a capacity. */
-export class OccurrenceCounts {
-  readonly #capacity: number;
-  readonly #counts = new Map<string, number>();
-
-  constructor(capacity: number = DEFAULT_COUNT_CACHE_SIZE) {
-    if (!(Number.isInteger(capacity) && capacity > 0)) {
-      throw new RangeError(`Cannot create a count map: capacity ${capacity} must be positive`);
-    }
-    this.#capacity = capacity;
-  }
-
-  /** Events remembered. */
-  get size(): number {
-    return this.#counts.size;
-  }
-
-  /** The last count seen for `uid`, if remembered. */
-  get(uid: string): number | undefined {
-    return this.#counts.get(uid);
-  }
-
-  /** Remembers `count` for `uid` as the most recently seen. */
-  set(uid: string, count: number): void {
-    this.#counts.delete(uid);
-    this.#counts.set(uid, count);
-    while (this.#counts.size > this.#capacity) {
-      this.#counts.delete(this.#counts.keys().next().value!);
-    }
-  }
-}
-
-/** A Kubernetes event and the occurrences it adds. */
-export interface Occurrence {
-  event: CoreV1Event;
-  /** Occurrences since the event was last seen (its whole count at first sight). */
-  increase: number;
-  /** The key of the record it comes from, if any. */
-  key?: string;
-}
-
-/** How many times an event happened: `count`, else `series.count`, at least 1. */
-export function occurrencesOf(e: CoreV1Event): number {
-  const count = e.count ?? 0;
-  if (count > 0) return count;
-  const series = e.series?.count ?? 0;
-  return series > 0 ? series : 1;
-}
-
-/**
- * The increase each record brings against `counts`, and the counts to
- * remember once the batch is accepted (`counts` itself is not changed).
- */
-export function countIncreases(
-  batch: readonly EventRecord[],
-  counts: OccurrenceCounts,
-): { occurrences: Occurrence[]; updates: Map<string, number> } {
-  const updates = new Map<string, number>();
-  const occurrences = batch.map((r): Occurrence => {
-    const n = occurrencesOf(r.event);
-    const uid = r.event.metadata?.uid;
-    if (uid === undefined || uid === "") return { event: r.event, increase: n, key: r.key };
-    const previous = updates.get(uid) ?? counts.get(uid);
-    // A count below the one seen is an older version (a replay): nothing new.
-    updates.set(uid, Math.max(previous ?? 0, n));
-    const increase = previous === undefined ? n : Math.max(0, n - previous);
-    return { event: r.event, increase, key: r.key };
-  });
-  return { occurrences, updates };
-}
-
 function seconds(time: string | undefined, fallback: number): number {
   const ms = Date.parse(time ?? "");
   return Number.isNaN(ms) ? fallback : Math.floor(ms / 1000);
@@ -247,9 +186,15 @@ function reportable(e: CoreV1Event): boolean {
 }
 
 /** The Datadog event of one Kubernetes event (unbundled). */
-function unbundledEvent(e: CoreV1Event, now: number, ctx: DatadogContext): DatadogEvent {
-  const tags = [...eventTags(e, ctx), `event_reason:${e.reason}`];
-  const host = eventHost(e, ctx);
+function unbundledEvent(
+  e: CoreV1Event,
+  now: number,
+  ctx: DatadogContext,
+  enrichment?: Enrichment,
+  source = "kubernetes",
+): DatadogEvent {
+  const tags = [...eventTags(e, ctx, enrichment), `event_reason:${e.reason}`];
+  const host = eventHost(e, ctx, enrichment);
   return {
     title: `${readableKey(e)}: ${e.reason}`,
     text: e.message!.slice(0, 4000),
@@ -259,7 +204,7 @@ function unbundledEvent(e: CoreV1Event, now: number, ctx: DatadogContext): Datad
     tags: [...new Set(tags)].sort(),
     alert_type: e.type === "Warning" ? "warning" : "info",
     aggregation_key: aggregationKey(e),
-    source_type_name: "kubernetes",
+    source_type_name: source,
   };
 }
 
@@ -275,6 +220,8 @@ class Bundle {
   #last = -Infinity;
 
   readonly #context: DatadogContext;
+  /** The first occurrence's enrichment: every event of a bundle is about one object. */
+  #enrichment: Enrichment | undefined;
 
   constructor(first: CoreV1Event, context: DatadogContext) {
     this.first = first;
@@ -282,7 +229,8 @@ class Bundle {
   }
 
   /** Adds the occurrences if the text stays within the limit; false when it would not. */
-  add({ event: e, increase, key }: Occurrence, now: number): boolean {
+  add({ event: e, increase, key, enrichment }: Occurrence, now: number): boolean {
+    this.#enrichment ??= enrichment;
     let line = `**${e.reason}**: ${e.message}\n`;
     if (!this.#counts.has(line)) {
       const grown = new Map(this.#counts).set(line, increase);
@@ -312,11 +260,11 @@ class Bundle {
     } seen at ${at(last)} since ${at(since)}_ \n\n %%%`.replaceAll("~", "\\~");
   }
 
-  toEvent(): DatadogEvent {
+  toEvent(source: string): DatadogEvent {
     const e = this.first;
-    const host = eventHost(e, this.#context);
+    const host = eventHost(e, this.#context, this.#enrichment);
     const tags = [
-      ...eventTags(e, this.#context),
+      ...eventTags(e, this.#context, this.#enrichment),
       ...[...this.#reasons].map((r) => `event_reason:${r}`),
     ];
     return {
@@ -328,13 +276,13 @@ class Bundle {
       tags: sortedTags(tags),
       alert_type: e.type === "Warning" ? "warning" : "info",
       aggregation_key: aggregationKey(e),
-      source_type_name: "kubernetes",
+      source_type_name: source,
     };
   }
 }
 
-/** Options of {@linkcode toDatadogEvents}. */
-export interface DatadogEventOptions {
+/** Options of {@linkcode toDatadogEvents}; which events: {@linkcode EventChoiceOptions}. */
+export interface DatadogEventOptions extends EventChoiceOptions {
   /** One Datadog event per Kubernetes event (default false: bundled). */
   unbundle?: boolean;
   /** Seconds since the epoch standing in for a missing time (default now). */
@@ -371,15 +319,10 @@ export function sourcedDatadogEvents(
 ): SourcedEvent[] {
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const wanted = occurrences.filter((o) => o.increase > 0 && reportable(o.event));
-  if (options.unbundle === true) {
-    return wanted.map((o) => ({
-      event: unbundledEvent(o.event, now, options.context ?? {}),
-      keys: o.key === undefined ? [] : [o.key],
-    }));
-  }
+  const { unbundled, bundled } = selectEvents(wanted, options.unbundle === true, options);
   const open = new Map<string, Bundle>();
   const bundles: Bundle[] = [];
-  for (const occurrence of wanted) {
+  for (const occurrence of bundled) {
     const e = occurrence.event;
     const o = e.involvedObject;
     const id = JSON.stringify([o.kind, o.uid ?? "", o.namespace ?? "", o.name, e.type ?? ""]);
@@ -391,7 +334,13 @@ export function sourcedDatadogEvents(
       bundles.push(bundle);
     }
   }
-  return bundles.map((b) => ({ event: b.toEvent(), keys: b.keys }));
+  return [
+    ...unbundled.map(({ item: o, source }) => ({
+      event: unbundledEvent(o.event, now, options.context ?? {}, o.enrichment, source),
+      keys: o.key === undefined ? [] : [o.key],
+    })),
+    ...bundles.map((b) => ({ event: b.toEvent(sourceOf(b.first, options)), keys: b.keys })),
+  ];
 }
 
 const log = getLogger(["kevents", "sink", "datadog"]);
@@ -417,7 +366,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
   dropped = 0;
   readonly #base: string;
   readonly #headers: Record<string, string>;
-  readonly #unbundle: boolean;
+  readonly #choice: EventChoiceOptions & { unbundle: boolean };
   readonly #context: DatadogContext;
   readonly #onFailure: OnFailure;
   readonly #counts: OccurrenceCounts;
@@ -438,7 +387,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
       "DD-API-KEY": options.apiKey,
       "User-Agent": options.userAgent ?? "kevents",
     };
-    this.#unbundle = options.unbundleEvents ?? false;
+    this.#choice = eventChoice(options);
     this.#context = {
       ...(options.clusterName === undefined ? {} : { clusterName: options.clusterName }),
       tags: options.tags ?? [],
@@ -486,7 +435,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
       const { occurrences, updates } = countIncreases(batch, this.#counts);
       const now = Math.floor((this.#clock?.now() ?? Date.now()) / 1000);
       const events = sourcedDatadogEvents(occurrences, {
-        unbundle: this.#unbundle,
+        ...this.#choice,
         now,
         context: this.#context,
       });

@@ -35,6 +35,48 @@ export interface EventRecord {
    * escapes for example), and never makes the pump decode it.
    */
   readonly json?: string;
+  /**
+   * The involved object's kind, namespace and name, when the pump read them
+   * without decoding the event (else they are in `event.involvedObject`).
+   */
+  readonly involved?: InvolvedObject;
+  /** What kevents learnt about the involved object (lib/enrich), when it looked. */
+  enrichment?: Enrichment;
+}
+
+/** An involved object's kind, namespace and name. */
+export interface InvolvedObject {
+  kind?: string;
+  namespace?: string;
+  name?: string;
+}
+
+/**
+ * What enrichment adds to a record: the involved pod's node, the owners
+ * above the involved object (nearest first: a pod's ReplicaSet then its
+ * Deployment; a Job then its CronJob), and `key:value` tags from them and
+ * from labels (`kube_deployment`, `kube_replica_set`, `kube_job`,
+ * `kube_cronjob`, `kube_stateful_set`, `kube_daemon_set`, `env`, `service`,
+ * `version`, labels mapped by `kubernetes_pod_labels_as_tags` and
+ * `kubernetes_namespace_labels_as_tags`). Sinks write it beside the event
+ * (`"enrichment"`); the Datadog sink turns it into tags and a host.
+ */
+export interface Enrichment {
+  node?: string;
+  owners?: { kind: string; name: string }[];
+  tags: string[];
+}
+
+/** The involved object of a record, without decoding the event when the pump read it. */
+export function involvedOf(record: EventRecord): InvolvedObject {
+  return record.involved ?? record.event.involvedObject ?? {};
+}
+
+/** `,"enrichment":{...}` for a record line, or "" when the record has none. */
+export function enrichmentJson(record: EventRecord): string {
+  return record.enrichment === undefined
+    ? ""
+    : `,"enrichment":${JSON.stringify(record.enrichment)}`;
 }
 
 /** The time an event last happened, as the best field available says. */

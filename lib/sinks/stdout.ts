@@ -6,6 +6,7 @@
  */
 
 import {
+  enrichmentJson,
   eventJson,
   type EventRecord,
   type ServiceCheck,
@@ -45,7 +46,9 @@ export class StdoutSink implements Sink, ServiceCheckSink {
     signal.throwIfAborted();
     let text = "";
     for (const r of batch) {
-      text += `{"key":${JSON.stringify(r.key)},"type":"${r.type}","event":${eventJson(r)}}\n`;
+      text += `{"key":${JSON.stringify(r.key)},"type":"${r.type}","event":${eventJson(r)}${
+        enrichmentJson(r)
+      }}\n`;
     }
     await this.#write(text);
   }

@@ -50,6 +50,7 @@ import {
 } from "./_http.ts";
 import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
 import {
+  enrichmentJson,
   eventJson,
   type EventRecord,
   type Fence,
@@ -98,7 +99,9 @@ const log = getLogger(["kevents", "sink", "webhook"]);
 /** The body of a batch in the given format. */
 export function webhookBody(batch: readonly EventRecord[], format: WebhookFormat): string {
   const lines = batch.map((r) =>
-    `{"key":${JSON.stringify(r.key)},"type":${JSON.stringify(r.type)},"event":${eventJson(r)}}`
+    `{"key":${JSON.stringify(r.key)},"type":${JSON.stringify(r.type)},"event":${eventJson(r)}${
+      enrichmentJson(r)
+    }}`
   );
   return format === "json" ? `[${lines.join(",")}]` : lines.map((l) => `${l}\n`).join("");
 }

@@ -33,6 +33,7 @@ const DEFAULTS: Config = {
   sinks: ["stdout"],
   queueCapacity: 1000,
   batchWindowMs: 0,
+  enrich: { enabled: true, requestBudget: 50, podLabelsAsTags: {}, namespaceLabelsAsTags: {} },
   webhook: {
     url: undefined,
     format: "ndjson",
@@ -50,6 +51,10 @@ const DEFAULTS: Config = {
     site: "datadoghq.com",
     url: undefined,
     unbundleEvents: false,
+    collectedEventTypes: [],
+    bundleUnspecifiedEvents: false,
+    filteringEnabled: false,
+    sourceDetection: false,
     tags: [],
     noProxy: [],
     onFailure: "retry",

@@ -50,6 +50,9 @@ Deno.test("a watched event's record is built from the fields the watch read", as
     undefined,
     undefined,
     "2026-12-01T10:00:00Z",
+    "Pod",
+    "web",
+    "p",
   ];
   assert.equal(fields.length, EVENT_FIELDS.length);
 
@@ -60,6 +63,7 @@ Deno.test("a watched event's record is built from the fields the watch read", as
     assert.equal(record.type, "MODIFIED");
     assert.equal(record.eventType, "Warning");
     assert.equal(record.time, "2026-12-01T10:00:05Z", "lastTimestamp first, as eventTime() says");
+    assert.deepEqual(record.involved, { kind: "Pod", namespace: "web", name: "p" });
     assert.equal(counter.decoded, 0);
   });
 
