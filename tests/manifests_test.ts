@@ -729,6 +729,8 @@ function startCase(
       KEVENTS_HEALTH_PORT: "0",
       DD_KUBE_RESOURCES_NAMESPACE: slug,
       DD_LEADER_ELECTION_DEFAULT_RESOURCE: spec.lock,
+      // On with the datadog sink; here with stdout, to exercise its grants.
+      KEVENTS_ENRICH: "true",
     },
   });
   const kc = new PooledKubeConfig();

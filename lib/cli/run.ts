@@ -8,14 +8,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import { runCollector } from "../collector.ts";
-import { type Config, ConfigError, loadConfig } from "../config/mod.ts";
-import {
-  KubeClient,
-  KubeConfigError,
-  loadKubeConfig,
-  type PooledKubeConfig,
-  SERVICE_ACCOUNT_DIR,
-} from "../kube/mod.ts";
+import { type Config, ConfigError } from "../config/mod.ts";
+import { KubeClient, KubeConfigError, type PooledKubeConfig } from "../kube/mod.ts";
 import {
   addLogSecrets,
   type HealthServer,
@@ -28,6 +22,7 @@ import {
   urlSecrets,
 } from "../ops/mod.ts";
 import { createSinks, type Sink } from "../sinks/mod.ts";
+import { loadSettings } from "./_settings.ts";
 import { type CommandContext, stopName } from "./_context.ts";
 import { type HelpCommand, type OptionSpec, parseOptions, path } from "./_options.ts";
 import { VERSION } from "./usage.ts";
@@ -104,20 +99,10 @@ export async function runRun(cmd: RunCommand, ctx: CommandContext): Promise<numb
   const liveness = new Liveness();
   metrics.watchActivityFrom(() => liveness.lastReceivedAt);
   try {
-    config = loadConfig({
-      config: cmd.config,
-      env,
-      serviceAccountNamespaceFile: `${SERVICE_ACCOUNT_DIR}/namespace`,
-    });
-    addLogSecrets(configSecrets(config));
-    const kube = loadKubeConfig({
-      path: cmd.kubeconfig,
-      envKubeconfig: env.KUBECONFIG,
-      home: env.HOME,
-      serviceHost: env.KUBERNETES_SERVICE_HOST,
-      servicePort: env.KUBERNETES_SERVICE_PORT,
-    });
-    addLogSecrets(kubeConfigSecrets(kube.config));
+    const loaded = loadSettings(cmd, env);
+    config = loaded.config;
+    const kube = loaded.kube;
+    addLogSecrets([...configSecrets(config), ...kubeConfigSecrets(kube.config)]);
     // Token files and exec plugins give their secrets at run time.
     kube.config.onSecret = (secret) => addLogSecrets([secret]);
     for (const w of [...config.warnings, ...kube.warnings]) log.warn(w);

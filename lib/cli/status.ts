@@ -5,9 +5,10 @@
  * @module
  */
 
-import { type Config, ConfigError, loadConfig } from "../config/mod.ts";
-import { KubeClient, KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from "../kube/mod.ts";
+import { type Config, ConfigError } from "../config/mod.ts";
+import { KubeClient, KubeConfigError } from "../kube/mod.ts";
 import { formatStatus, readStatus, StatusReadError } from "../ops/mod.ts";
+import { loadSettings } from "./_settings.ts";
 import { type HelpCommand, type OptionSpec, parseOptions, path } from "./_options.ts";
 import { UsageError, VERSION } from "./usage.ts";
 
@@ -54,18 +55,9 @@ export async function runStatus(
   let config: Config;
   let client: KubeClient;
   try {
-    config = loadConfig({
-      config: cmd.config,
-      env,
-      serviceAccountNamespaceFile: `${SERVICE_ACCOUNT_DIR}/namespace`,
-    });
-    const kube = loadKubeConfig({
-      path: cmd.kubeconfig,
-      envKubeconfig: env.KUBECONFIG,
-      home: env.HOME,
-      serviceHost: env.KUBERNETES_SERVICE_HOST,
-      servicePort: env.KUBERNETES_SERVICE_PORT,
-    });
+    const loaded = loadSettings(cmd, env);
+    config = loaded.config;
+    const kube = loaded.kube;
     for (const w of [...config.warnings, ...kube.warnings]) console.error(`kevents: warning: ${w}`);
     client = new KubeClient(kube.config, {
       requestTimeoutMs: config.timings.requestTimeoutMs,

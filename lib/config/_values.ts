@@ -237,7 +237,9 @@ export const tagList: (raw: RawValue) => string[] | undefined = valueList((t) =>
 export function hostList(raw: RawValue): string[] | undefined {
   const items = typeof raw === "string" ? raw.split(/[\s,]+/) : raw.map((i) => i.trim());
   const hosts = items.filter((i) => i !== "");
-  return hosts.every((h) => /^[A-Za-z0-9.*:\[\]_-]+$/.test(h)) ? [...new Set(hosts)] : undefined;
+  // CIDR ranges and other forms other programs take are kept: they match no
+  // host exactly, so they change nothing here.
+  return hosts.every((h) => /^[A-Za-z0-9.*:\[\]_\/%-]+$/.test(h)) ? [...new Set(hosts)] : undefined;
 }
 
 export const HOST_LIST_RULE = "must be a list (comma- or space-separated, or a YAML list in the " +

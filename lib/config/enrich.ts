@@ -60,10 +60,10 @@ export const ENRICH_ROWS: readonly AnyKeySpec[] = [
     fileKey: "kevents_enrich",
     envVar: "KEVENTS_ENRICH",
     parse: parseBool,
-    default: true,
+    default: undefined,
     rule: BOOL_RULE,
     description: "Read the objects events are about (pods, jobs, namespaces) for owner and label " +
-      "tags and a pod's node, within a request budget; off: events as the API server has them",
+      "tags and a pod's node, within a request budget (default: on with the datadog sink)",
   },
   {
     field: "enrichRequestBudget",

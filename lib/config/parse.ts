@@ -14,7 +14,7 @@ import {
   FilteredEventTypeError,
   filtersAnything,
 } from "../pump/mod.ts";
-import { completed, type Origin, parseOrThrow, resolveKey } from "./_resolve.ts";
+import { completed, type Origin, resolveKey } from "./_resolve.ts";
 import { parseBool } from "./_values.ts";
 import { applyAgent5Settings } from "./agent5.ts";
 import { ConfigError } from "./errors.ts";
@@ -111,7 +111,7 @@ export function parseConfig(input: ConfigInput): Config {
     );
   }
   resolveTokenName(settings, origins);
-  applyProxyEnvironment(settings, origins, input.env);
+  applyProxyEnvironment(settings, origins, input.env, warningList);
   checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
 
   const eventFilters = resolveEventFilters(settings, origins, warningList);
@@ -143,7 +143,9 @@ export function parseConfig(input: ConfigInput): Config {
       : 0,
     ...(eventFilters === undefined ? {} : { eventFilters }),
     enrich: {
-      enabled: settings.enrich,
+      // The Datadog Agent's users expect the tagger's tags; other sinks get the
+      // event as the API server has it unless asked.
+      enabled: settings.enrich ?? settings.sinks.includes("datadog"),
       requestBudget: settings.enrichRequestBudget,
       podLabelsAsTags: settings.podLabelsAsTags,
       namespaceLabelsAsTags: settings.namespaceLabelsAsTags,
@@ -297,6 +299,7 @@ function applyProxyEnvironment(
   settings: Settings,
   origins: Map<keyof Settings, Origin>,
   env: Readonly<Record<string, string>>,
+  warnings: string[],
 ): void {
   const fallbacks = [
     ["ddProxyHttps", ["HTTPS_PROXY", "https_proxy"]],
@@ -309,7 +312,19 @@ function applyProxyEnvironment(
     const name = names.find((n) => env[n] !== undefined && env[n] !== "");
     if (name === undefined) continue;
     const source = `env ${name}`;
-    const value = parseOrThrow(spec as KeySpec<typeof field>, env[name]!, env[name]!, source);
+    let text = env[name]!.trim();
+    // As Go's ProxyFromEnvironment: a proxy without a scheme is an http:// one.
+    if (field === "ddProxyHttps" && !text.includes("://")) text = `http://${text}`;
+    const value = spec.parse(text);
+    if (value === undefined) {
+      // Set for other programs, in a form kevents cannot use: said, not fatal.
+      const shown = field === "ddProxyHttps" ? "" : ` ${JSON.stringify(text.slice(0, 80))}`;
+      warnings.push(
+        `Ignoring ${name}${shown} for the datadog sink: it ${spec.rule}; set ${spec.envVar} ` +
+          `(or ${spec.fileKey}) to override it`,
+      );
+      continue;
+    }
     (settings as unknown as Record<string, unknown>)[field] = value;
     origins.set(field, { explicit: true, source });
   }

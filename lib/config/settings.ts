@@ -52,8 +52,8 @@ export interface Settings {
   clusterName: string | undefined;
   /** `kubernetes_kubelet_nodename`: the node this replica runs on; undefined when not set. */
   nodeName: string | undefined;
-  /** `kevents_enrich`. */
-  enrich: boolean;
+  /** `kevents_enrich`; undefined when not set (on with the datadog sink). */
+  enrich: boolean | undefined;
   /** `kevents_enrich_request_budget`. */
   enrichRequestBudget: number;
   /** `kubernetes_pod_labels_as_tags`. */

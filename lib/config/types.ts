@@ -82,7 +82,7 @@ export interface DatadogConfig {
 
 /** Enrichment's settings. */
 export interface EnrichConfig {
-  /** `kevents_enrich` (default true). */
+  /** `kevents_enrich` (default: on with the datadog sink, else off). */
   enabled: boolean;
   /** API requests per batch (`kevents_enrich_request_budget`, default 50). */
   requestBudget: number;

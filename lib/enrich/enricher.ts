@@ -18,11 +18,14 @@
  * - a Job's event: the Job, for its CronJob;
  * - any namespaced event, with namespace labels mapped: the Namespace.
  *
- * It never holds delivery back for long and never loses an event: each
- * batch may make at most `requestBudget` requests, each bounded by the
- * cache's request timeout; a record whose lookups do not fit, fail, or are
- * refused (RBAC) gets what could be learnt (perhaps nothing). Refusals and
- * failures are logged at WARN once per resource and reason, and counted.
+ * It never holds delivery back for long and never loses an event: a batch's
+ * lookups run 8 at a time, make at most `requestBudget` requests and take at
+ * most `timeBudgetMs` in all (1 s); after a failed request (a timeout, a
+ * 5xx) the cache makes none for 30 s. A record whose lookups do not fit,
+ * fail, or are refused (RBAC) gets what could be learnt (perhaps nothing).
+ * Refusals and failures are logged at WARN once per resource and reason,
+ * and counted. The cache is keyed by name; an object whose uid differs from
+ * the event's (a name reused by a new pod) is read again.
  *
  * @module
  */
@@ -75,6 +78,10 @@ export interface EnricherOptions {
   namespaceLabelsAsTags?: Readonly<Record<string, string>>;
   /** Requests one batch may make (default 50). */
   requestBudget?: number;
+  /** How long one batch's lookups may take in all, in ms (default 1000). */
+  timeBudgetMs?: number;
+  /** Lookups in flight at once (default 8). */
+  concurrency?: number;
 }
 
 /**
@@ -97,25 +104,34 @@ export function deploymentOfReplicaSet(name: string, templateHash?: string): str
 class Lookups {
   #left: number;
   readonly #cache: ObjectCache;
+  /** The caller's signal: its abort is the caller's to see. */
+  readonly #outer: AbortSignal;
+  /** The caller's signal or the batch's time budget, whichever ends first. */
   readonly #signal: AbortSignal;
   readonly misses: { resource: string; miss: Miss; error?: unknown }[] = [];
 
-  constructor(cache: ObjectCache, budget: number, signal: AbortSignal) {
+  constructor(cache: ObjectCache, budget: number, outer: AbortSignal, deadline: AbortSignal) {
     this.#cache = cache;
     this.#left = budget;
-    this.#signal = signal;
+    this.#outer = outer;
+    this.#signal = AbortSignal.any([outer, deadline]);
   }
 
-  async get(ref: ResourceRef, namespace: string, name: string): Promise<ObjectFacts | undefined> {
-    let lookup: Lookup | undefined = this.#cache.peek(ref, namespace, name);
-    if (lookup === undefined) {
-      if (this.#left <= 0) {
-        lookup = { miss: "budget" };
-        this.#cache.budgetSpent(ref);
-      } else {
-        this.#left--;
-        lookup = await this.#cache.get(ref, namespace, name, this.#signal);
-      }
+  /**
+   * The object's facts; undefined when it is missing or could not be read
+   * in time. `uid`, when known, must match the object's: a name reused by a
+   * new object (a StatefulSet's pod recreated) is read again once.
+   */
+  async get(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    uid?: string,
+  ): Promise<ObjectFacts | undefined> {
+    let lookup = await this.#lookup(ref, namespace, name, false);
+    if (uid && "facts" in lookup && lookup.facts.uid && lookup.facts.uid !== uid) {
+      lookup = await this.#lookup(ref, namespace, name, true);
+      if ("facts" in lookup && lookup.facts.uid && lookup.facts.uid !== uid) return undefined;
     }
     if ("facts" in lookup) return lookup.facts;
     if (lookup.miss !== "absent") {
@@ -123,6 +139,40 @@ class Lookups {
     }
     return undefined;
   }
+
+  async #lookup(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    fresh: boolean,
+  ): Promise<Lookup> {
+    const cached = fresh ? undefined : this.#cache.peek(ref, namespace, name);
+    if (cached !== undefined) return cached;
+    if (this.#left <= 0 || this.#signal.aborted) {
+      this.#cache.budgetSpent(ref);
+      return { miss: "budget" };
+    }
+    this.#left--;
+    try {
+      return await this.#cache.get(ref, namespace, name, this.#signal, fresh);
+    } catch (e) {
+      if (this.#outer.aborted) throw e;
+      // The batch's time is up: this record goes on with what is known, and
+      // an API server this slow is left alone for a while.
+      this.#cache.pause();
+      this.#cache.budgetSpent(ref);
+      return { miss: "budget" };
+    }
+  }
+}
+
+/** Runs `tasks` with at most `limit` at a time; settles when all have. */
+async function inParallel(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }
 
 /** Adds enrichment to records; see the module documentation. */
@@ -143,17 +193,23 @@ export class Enricher {
   async enrich(records: readonly EventRecord[], signal: AbortSignal): Promise<void> {
     const todo = records.filter((r) => r.enrichment === undefined);
     if (todo.length === 0) return;
-    const lookups = new Lookups(this.#o.cache, this.#o.requestBudget ?? 50, signal);
-    // One record at a time: records of one object share the cache's answers.
-    for (const record of todo) {
-      signal.throwIfAborted();
-      record.enrichment = await this.#enrichOne(record, lookups);
-    }
+    signal.throwIfAborted();
+    // A time budget for the whole batch: delivery never waits longer for tags.
+    const deadline = AbortSignal.timeout(this.#o.timeBudgetMs ?? 1000);
+    const lookups = new Lookups(this.#o.cache, this.#o.requestBudget ?? 50, signal, deadline);
+    // In parallel; records of one object share the cache's single request.
+    await inParallel(
+      todo.map((record) => async () => {
+        record.enrichment = await this.#enrichOne(record, lookups);
+      }),
+      this.#o.concurrency ?? 8,
+    );
+    signal.throwIfAborted();
     this.#report(lookups.misses);
   }
 
   async #enrichOne(record: EventRecord, lookups: Lookups): Promise<Enrichment> {
-    const { kind, namespace, name } = involvedOf(record);
+    const { kind, namespace, name, uid } = involvedOf(record);
     const out: Enrichment = { tags: [] };
     if (!kind || !name) return out;
     const owners: { kind: string; name: string }[] = [];
@@ -163,7 +219,7 @@ export class Enricher {
       if (tag !== undefined) out.tags.push(`${tag}:${owner.name}`);
     };
     if (kind === "Pod" && namespace) {
-      const pod = await lookups.get(PODS, namespace, name);
+      const pod = await lookups.get(PODS, namespace, name, uid);
       if (pod !== undefined) {
         if (pod.nodeName !== undefined) out.node = pod.nodeName;
         for (const [label, tag] of UNIFIED_LABELS) {

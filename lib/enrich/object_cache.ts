@@ -31,6 +31,8 @@ export interface ObjectFacts {
   labels: Readonly<Record<string, string>>;
   /** A pod's node (`spec.nodeName`). */
   nodeName?: string;
+  /** The object's uid. */
+  uid?: string;
 }
 
 /** Why a lookup gave nothing. */
@@ -49,6 +51,8 @@ export interface ObjectCacheOptions {
   ttlMs?: number;
   /** Bound of one request, in ms (default 2000). */
   requestTimeoutMs?: number;
+  /** After a failed request (timeout, 5xx, network), how long no request is made, in ms (default 30000). */
+  failurePauseMs?: number;
   /** Told of every request, with its outcome, for metrics. */
   onRequest?: (resource: string, outcome: "hit" | "fetched" | Miss) => void;
 }
@@ -62,6 +66,7 @@ interface Entry {
 export function factsOf(object: unknown): ObjectFacts {
   const o = object as {
     metadata?: {
+      uid?: string;
       labels?: Record<string, string>;
       ownerReferences?: { kind?: string; name?: string; controller?: boolean }[];
     };
@@ -73,6 +78,7 @@ export function factsOf(object: unknown): ObjectFacts {
     facts.owner = { kind: controller.kind, name: controller.name };
   }
   if (o.spec?.nodeName) facts.nodeName = o.spec.nodeName;
+  if (o.metadata?.uid) facts.uid = o.metadata.uid;
   return facts;
 }
 
@@ -86,11 +92,18 @@ export class ObjectCache {
   readonly #inFlight = new Map<string, Promise<Lookup>>();
   /** Resources refused with 403, and when. */
   readonly #forbidden = new Map<string, number>();
+  /** Until when no request is made after a failure (our clock). */
+  #pausedUntil = 0;
 
   constructor(options: ObjectCacheOptions) {
     this.#o = options;
     this.#capacity = options.capacity ?? 5000;
     this.#ttlMs = options.ttlMs ?? 300_000;
+  }
+
+  /** The API server is too slow for enrichment: no request for the failure pause. */
+  pause(): void {
+    this.#pausedUntil = this.#o.clock.now() + (this.#o.failurePauseMs ?? 30_000);
   }
 
   /** Counts a lookup left out because its batch's request budget was spent. */
@@ -117,6 +130,7 @@ export class ObjectCache {
     if (entry !== undefined) this.#entries.delete(key);
     const refused = this.#forbidden.get(ref.resource);
     if (refused !== undefined && now - refused < this.#ttlMs) return { miss: "forbidden" };
+    if (now < this.#pausedUntil) return { miss: "failed" };
     return undefined;
   }
 
@@ -124,8 +138,14 @@ export class ObjectCache {
    * The object's facts: from the cache, else from one GET (shared by
    * concurrent callers). Never rejects but with the signal's reason.
    */
-  get(ref: ResourceRef, namespace: string, name: string, signal: AbortSignal): Promise<Lookup> {
-    const cached = this.peek(ref, namespace, name);
+  get(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    signal: AbortSignal,
+    fresh = false,
+  ): Promise<Lookup> {
+    const cached = fresh ? undefined : this.peek(ref, namespace, name);
     if (cached !== undefined) return Promise.resolve(cached);
     const key = `${ref.resource}/${namespace}/${name}`;
     let pending = this.#inFlight.get(key);
@@ -161,7 +181,9 @@ export class ObjectCache {
         this.#o.onRequest?.(ref.resource, "forbidden");
         return { miss: "forbidden", error: e };
       } else {
-        // Not remembered: the next batch may try again.
+        // Not remembered, but no request for a while: a slow or failing API
+        // server must not cost every batch its whole budget.
+        this.pause();
         this.#o.onRequest?.(ref.resource, "failed");
         return { miss: "failed", error: e };
       }

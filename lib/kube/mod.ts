@@ -40,6 +40,7 @@ export {
 } from "./http_transport.ts";
 export {
   KubeConfigError,
+  type LoadedKubeConfig,
   loadKubeConfig,
   PooledKubeConfig,
   SERVICE_ACCOUNT_DIR,

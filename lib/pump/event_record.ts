@@ -32,6 +32,7 @@ export const EVENT_FIELDS: readonly string[] = Object.freeze([
   "involvedObject.kind",
   "involvedObject.namespace",
   "involvedObject.name",
+  "involvedObject.uid",
 ]);
 
 /** The idempotency key of an event: `<uid>/<resourceVersion>`. */
@@ -66,7 +67,7 @@ export class WatchedRecord implements EventRecord {
       this.#uid = f[0];
       this.eventType = f[1];
       this.time = f[2] ?? f[3] ?? f[4] ?? f[5];
-      this.involved = { kind: f[6], namespace: f[7], name: f[8] };
+      this.involved = { kind: f[6], namespace: f[7], name: f[8], uid: f[9] };
     } else {
       const e = source.object;
       this.#uid = e.metadata?.uid;

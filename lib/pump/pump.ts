@@ -258,8 +258,9 @@ async function deliverLoop(
       }
       if (records.length > 0) {
         try {
-          // Within its request budget; it degrades to fewer tags, never fails a batch.
-          await o.enrich?.(records, hard.signal);
+          // Within its request and time budgets; it degrades to fewer tags,
+          // never fails a batch. A drain sends what it holds at once.
+          if (o.drain?.aborted !== true) await o.enrich?.(records, hard.signal);
           await Promise.all(
             o.sinks.map((sink) =>
               sendWithRetry(sink, records, delivering, hard.signal, backoff, o)

@@ -49,6 +49,7 @@ export interface InvolvedObject {
   kind?: string;
   namespace?: string;
   name?: string;
+  uid?: string;
 }
 
 /**

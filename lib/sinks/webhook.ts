@@ -131,6 +131,8 @@ export class WebhookSink implements Sink {
   readonly #onFailure: OnFailure;
   readonly #http: HttpSender;
   #progress: Progress | undefined;
+  /** Whether the receiver took the last request it answered (false after it refused a whole batch). */
+  #receiverWorks = true;
 
   constructor(options: WebhookSinkOptions) {
     const url = new URL(options.url);
@@ -211,8 +213,24 @@ export class WebhookSink implements Sink {
     const { done } = progress;
     // A retry of a batch delivered in part sends only what is left.
     const left = done.size === 0 ? batch : batch.filter((r) => !done.has(r.key));
+    const worked = this.#receiverWorks;
     try {
       await this.#deliver(left, progress, signal, options.fence, true);
+      // Every event of the batch refused is the receiver's fault (a proxy or a
+      // schema refusing everything), not the events': nothing is set aside,
+      // the batch fails and is retried. One event alone may be refused for
+      // good only by a receiver that took the request before.
+      if (progress.rejected.length === batch.length && (batch.length > 1 || !worked)) {
+        this.#receiverWorks = false;
+        const first = progress.rejected[0]!;
+        this.#progress = undefined;
+        throw new HttpSinkError(
+          `The webhook refused every event of a batch of ${batch.length} (${first.status}: ` +
+            `${first.reason}): the receiver, or something in front of it, refuses everything; ` +
+            "nothing is set aside",
+          { status: first.status, retryable: true },
+        );
+      }
     } catch (e) {
       if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
       this.#progress = undefined;
@@ -245,6 +263,9 @@ export class WebhookSink implements Sink {
       await this.#post(records, signal, fence);
     } catch (e) {
       if (signal.aborted || !isPermanentRejection(e)) throw e;
+      // A receiver that refused a whole batch before and has taken nothing
+      // since is not asked again piece by piece.
+      if (whole && !this.#receiverWorks) throw e;
       if (records.length === 1) {
         const { key } = records[0]!;
         progress.rejected.push({ key, status: e.status, reason: rejectionReason(e) });
@@ -260,6 +281,7 @@ export class WebhookSink implements Sink {
       await this.#deliver(records.slice(half), progress, signal, fence, false);
       return;
     }
+    this.#receiverWorks = true;
     for (const r of records) progress.done.add(r.key);
   }
 

@@ -170,12 +170,33 @@ Deno.test("the Datadog intake's proxy is found where the Agent finds it", async 
     assert.equal(c.datadog.proxy, "https://dd-proxy/");
     assert.deepEqual(c.datadog.noProxy, ["a.example", "b.example"]);
   });
-  await t.step("a SOCKS proxy is refused naming the variable", () => {
-    const e = refusal(input({ ...dd, HTTPS_PROXY: "socks5://proxy:1080" }));
+  await t.step("DD_PROXY_HTTPS with a SOCKS proxy is refused naming the variable", () => {
+    const e = refusal(input({ ...dd, DD_PROXY_HTTPS: "socks5://proxy:1080" }));
     assert.equal(e.key, "proxy.https");
-    assert.equal(e.source, "env HTTPS_PROXY");
+    assert.equal(e.source, "env DD_PROXY_HTTPS");
     assert.match(e.rule, /SOCKS proxy is not supported/);
   });
+  await t.step(
+    "HTTPS_PROXY set for other programs in a form kevents cannot use: a warning, no proxy",
+    () => {
+      const c = parseConfig(input({ ...dd, HTTPS_PROXY: "socks5://user:pw@proxy:1080" }));
+      assert.equal(c.datadog.proxy, undefined);
+      assert.equal(c.warnings.length, 1);
+      assert.match(c.warnings[0]!, /^Ignoring HTTPS_PROXY for the datadog sink: .*SOCKS/);
+      assert.doesNotMatch(c.warnings[0]!, /pw/);
+    },
+  );
+  await t.step("HTTPS_PROXY without a scheme is an http:// proxy, as for Go programs", () => {
+    const c = parseConfig(input({ ...dd, HTTPS_PROXY: "proxy.corp:3128" }));
+    assert.equal(c.datadog.proxy, "http://proxy.corp:3128/");
+  });
+  await t.step(
+    "NO_PROXY with CIDR ranges and domain suffixes, as pods often have it, is taken",
+    () => {
+      const c = parseConfig(input({ ...dd, NO_PROXY: "localhost,10.0.0.0/8,.svc,.cluster.local" }));
+      assert.deepEqual(c.datadog.noProxy, ["localhost", "10.0.0.0/8", ".svc", ".cluster.local"]);
+    },
+  );
   await t.step("credentials in a refused proxy URL are not shown", () => {
     const e = refusal(input({ ...dd, DD_PROXY_HTTPS: "ftp://user:s3cret@proxy:21" }));
     assert.doesNotMatch(e.message, /s3cret/);

@@ -33,7 +33,7 @@ const DEFAULTS: Config = {
   sinks: ["stdout"],
   queueCapacity: 1000,
   batchWindowMs: 0,
-  enrich: { enabled: true, requestBudget: 50, podLabelsAsTags: {}, namespaceLabelsAsTags: {} },
+  enrich: { enabled: false, requestBudget: 50, podLabelsAsTags: {}, namespaceLabelsAsTags: {} },
   webhook: {
     url: undefined,
     format: "ndjson",

@@ -13,6 +13,7 @@ import type { CoreV1Event } from "@kubernetes/client-node";
 import { runTerm } from "../../lib/collector.ts";
 import { parseConfig } from "../../lib/config/mod.ts";
 import { deploymentOfReplicaSet, Enricher, ObjectCache } from "../../lib/enrich/mod.ts";
+import { PODS } from "../../lib/enrich/enricher.ts";
 import {
   type FakeApiServer,
   formatTime,
@@ -246,6 +247,72 @@ Deno.test("an API server slower than the lookup timeout delays a batch by at mos
   } finally {
     server.setLatency(0);
   }
+});
+
+Deno.test("with the default budgets a slow API server holds a batch back about a second, and the next batches not at all", async () => {
+  await using server = await startFakeApiServer();
+  await using c = client(server);
+  const e = new Enricher({ cache: new ObjectCache({ client: c.client, clock: systemClock }) });
+  let podRequests = 0;
+  using _counting = server.onRequest((r) => {
+    if (r.path.includes("/pods/")) podRequests++;
+  });
+  server.setLatency(5_000);
+  try {
+    const batch = Array.from({ length: 200 }, (_, i) => record("Pod", `slow-${i}`, "default"));
+    const started = performance.now();
+    await e.enrich(batch, never);
+    const first = performance.now() - started;
+    assert.ok(first < 3_000, `the first batch took ${Math.round(first)} ms`);
+    assert.ok(batch.every((r) => r.enrichment !== undefined));
+    const before = podRequests;
+    assert.ok(before > 0 && before <= 50, `${before} requests: within the request budget`);
+    const next = Array.from({ length: 200 }, (_, i) => record("Pod", `later-${i}`, "default"));
+    const again = performance.now();
+    await e.enrich(next, never);
+    assert.ok(performance.now() - again < 500, "the next batch does not wait");
+    assert.equal(podRequests, before, "after a lookup cut short the cache pauses: no request");
+  } finally {
+    server.setLatency(0);
+  }
+});
+
+Deno.test("a pod recreated under the same name is read again: the uid must match", async () => {
+  await using server = await startFakeApiServer();
+  await using c = client(server);
+  const e = new Enricher({ cache: new ObjectCache({ client: c.client, clock: systemClock }) });
+  const pod = (node: string) => ({
+    metadata: { name: "web-0" },
+    spec: { nodeName: node, containers: [] },
+  });
+  const first = server.create("pods", "default", pod("node-1"));
+  const a = record("Pod", "web-0", "default");
+  (a.event.involvedObject as { uid?: string }).uid = first.metadata.uid;
+  await e.enrich([a], never);
+  assert.equal(a.enrichment?.node, "node-1");
+  await c.client.delete(PODS, "default", "web-0");
+  const second = server.create("pods", "default", pod("node-2"));
+  const b = record("Pod", "web-0", "default");
+  (b.event.involvedObject as { uid?: string }).uid = second.metadata.uid;
+  await e.enrich([b], never);
+  assert.equal(b.enrichment?.node, "node-2", "not the cached pod of another uid");
+});
+
+Deno.test("enrichment is on with the datadog sink, off otherwise, and settable", async (t) => {
+  const dd = { KEVENTS_SINKS: "datadog", DD_API_KEY: "0123456789abcdef0123456789abcdef" };
+  await t.step("on with the datadog sink", () => {
+    assert.equal(parseConfig({ env: dd }).enrich.enabled, true);
+  });
+  await t.step(
+    "off with stdout or a webhook alone: their records stay as the API server sent them",
+    () => {
+      assert.equal(parseConfig({ env: {} }).enrich.enabled, false);
+    },
+  );
+  await t.step("KEVENTS_ENRICH wins either way", () => {
+    assert.equal(parseConfig({ env: { KEVENTS_ENRICH: "true" } }).enrich.enabled, true);
+    assert.equal(parseConfig({ env: { ...dd, KEVENTS_ENRICH: "false" } }).enrich.enabled, false);
+  });
 });
 
 Deno.test("through a term: stdout lines carry the enrichment, and Datadog gets the owner tags and the pod's node as host", async () => {

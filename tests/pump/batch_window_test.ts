@@ -87,6 +87,8 @@ interface Running extends AsyncDisposable {
   probe: Probe;
   acks: Token[];
   drain: AbortController;
+  /** Ends the term at once (not a drain). */
+  stop: AbortController;
   done: Promise<void>;
 }
 
@@ -120,6 +122,7 @@ async function startPump(
     probe,
     acks,
     drain,
+    stop,
     done,
     [Symbol.asyncDispose]: async () => {
       stop.abort(new Error("Test over"));
@@ -179,6 +182,19 @@ Deno.test("a drain sends what the window holds at once and the pump ends", async
   await gathered(p, 2);
   p.drain.abort(new Error("SIGTERM"));
   await within(p.done, BOUND_MS, "the drained pump to end");
+  assert.deepEqual(sink.batches.map((b) => b.length), [2]);
+  assert.equal(p.acks.length, 1);
+});
+
+Deno.test("a stop mid-window sends the window's batch within the grace (as its term's fence permits) and acknowledges only what was sent", async () => {
+  await using server = await startFakeApiServer();
+  const sink = new Recorder();
+  await using p = await startPump(server, sink);
+  createEvent(server);
+  createEvent(server);
+  await gathered(p, 2);
+  p.stop.abort(new Error("Lease lost"));
+  await within(p.done, BOUND_MS, "the pump to end");
   assert.deepEqual(sink.batches.map((b) => b.length), [2]);
   assert.equal(p.acks.length, 1);
 });

@@ -53,6 +53,7 @@ Deno.test("a watched event's record is built from the fields the watch read", as
     "Pod",
     "web",
     "p",
+    "pod-uid-1",
   ];
   assert.equal(fields.length, EVENT_FIELDS.length);
 
@@ -63,7 +64,12 @@ Deno.test("a watched event's record is built from the fields the watch read", as
     assert.equal(record.type, "MODIFIED");
     assert.equal(record.eventType, "Warning");
     assert.equal(record.time, "2026-12-01T10:00:05Z", "lastTimestamp first, as eventTime() says");
-    assert.deepEqual(record.involved, { kind: "Pod", namespace: "web", name: "p" });
+    assert.deepEqual(record.involved, {
+      kind: "Pod",
+      namespace: "web",
+      name: "p",
+      uid: "pod-uid-1",
+    });
     assert.equal(counter.decoded, 0);
   });
 

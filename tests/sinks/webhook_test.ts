@@ -508,20 +508,38 @@ Deno.test("413 for any batch over 2 records: everything is delivered, in order, 
   assert.equal(receiver.requests.length, 7);
 });
 
-Deno.test("a receiver refusing everything (422) costs at most 2N - 1 requests for N records, each set aside", async () => {
+Deno.test("a receiver refusing every event of a batch (422) is at fault: nothing is set aside, the send fails, and the next tries cost one request each", async () => {
   await using logs = await captureLogs();
   await using receiver = startReceiver({ fallback: { status: 422, body: "schema\nmismatch" } });
   await using s = sink(receiver.url);
   const batch = records(8, "bad");
 
-  const result = await s.sink.send(batch, never);
-
-  assert.deepEqual(
-    result?.rejected,
-    batch.map((x) => ({ key: x.key, status: 422, reason: "schema mismatch" })),
-  );
-  assert.equal(receiver.requests.length, 2 * 8 - 1);
+  await assert.rejects(s.sink.send(batch, never), (e) => {
+    assert.ok(e instanceof HttpSinkError && e.retryable, String(e));
+    assert.match(e.message, /refused every event of a batch of 8 \(422: schema mismatch\)/);
+    return true;
+  });
+  assert.equal(receiver.requests.length, 2 * 8 - 1, "split down to single events once");
   assert.equal(logs.records.filter((x) => x.level === "warning").length, 1);
+
+  await assert.rejects(s.sink.send(batch, never), HttpSinkError);
+  assert.equal(receiver.requests.length, 2 * 8, "not split again while it takes nothing");
+
+  receiver.setFallback({ status: 200 });
+  assert.equal(await s.sink.send(batch, never), undefined, "delivered whole once mended");
+  assert.equal(receiver.requests.length, 2 * 8 + 1);
+});
+
+Deno.test("a single event refused by a receiver that took the one before is set aside; by one that took nothing, it is the receiver's fault", async () => {
+  await using receiver = startReceiver();
+  await using s = sink(receiver.url);
+  await s.sink.send([record("fine")], never);
+  receiver.setFallback({ status: 400, body: "too large" });
+  const result = await s.sink.send([record("poison")], never);
+  assert.deepEqual(result?.rejected.map((r) => r.status), [400]);
+  // Refused again, with nothing taken in between: the receiver is at fault.
+  await assert.rejects(s.sink.send(records(2, "more"), never), HttpSinkError);
+  await assert.rejects(s.sink.send([record("alone")], never), HttpSinkError);
 });
 
 Deno.test("the reason of a set-aside record is the receiver's answer on one line, cut short", async () => {
