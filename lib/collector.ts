@@ -311,6 +311,7 @@ export async function runTerm(
         },
         queueCapacity: o.config.queueCapacity,
         backfill: o.config.backfill,
+        startWindowMs: o.config.startWindowMs,
         batchWindowMs: o.config.batchWindowMs,
         ...(enricher === undefined ? {} : { enrich: (records, s) => enricher.enrich(records, s) }),
         // A send in flight when the term ends at once may finish within this

@@ -136,6 +136,7 @@ export function parseConfig(input: ConfigInput): Config {
       idleIntervalMs: settings.checkpointIdleIntervalMs,
     },
     backfill: settings.backfill,
+    startWindowMs: startWindow(settings, origins) * 1000,
     sinks: settings.sinks,
     queueCapacity: settings.queueCapacity,
     batchWindowMs: settings.sinks.includes("datadog") && !settings.ddUnbundleEvents
@@ -328,4 +329,18 @@ function applyProxyEnvironment(
     (settings as unknown as Record<string, unknown>)[field] = value;
     origins.set(field, { explicit: true, source });
   }
+}
+
+/** The start window, refused beside backfill: one delivers everything, the other part of it. */
+function startWindow(settings: Settings, origins: Map<keyof Settings, Origin>): number {
+  const window = settings.startWindowSeconds;
+  if (window === 0 || !settings.backfill) return window;
+  const source = origins.get("startWindowSeconds")?.source ?? "";
+  const backfillSource = origins.get("backfill")?.source ?? "";
+  throw new ConfigError({
+    key: "kevents_start_window_seconds",
+    source,
+    value: String(window),
+    rule: `must be 0 with kevents_backfill (${backfillSource}), which delivers every listed event`,
+  });
 }

@@ -74,6 +74,7 @@ export interface Settings {
   checkpointMaxEvents: number;
   checkpointIdleIntervalMs: number;
   backfill: boolean;
+  startWindowSeconds: number;
   sinks: SinkName[];
   queueCapacity: number;
   controlPlaneCheckIntervalMs: number;
@@ -341,6 +342,16 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     default: false,
     rule: BOOL_RULE,
     description: "Deliver what the first list returned when there is no token",
+  },
+  {
+    field: "startWindowSeconds",
+    fileKey: "kevents_start_window_seconds",
+    envVar: "KEVENTS_START_WINDOW_SECONDS",
+    parse: integerIn(0, 86_400),
+    default: 0,
+    rule: "must be an integer number of seconds from 0 to 86400",
+    description: "Without a token, deliver the listed events that happened within this many " +
+      "seconds (0: none, start from now)",
   },
   {
     field: "sinks",

@@ -168,6 +168,8 @@ export interface Config {
   checkpoint: CheckpointConfig;
   /** Deliver what the first list returned when there is no token yet (default false). */
   backfill: boolean;
+  /** Without a token, deliver the listed events of the last this many ms (`kevents_start_window_seconds`; 0: none). */
+  startWindowMs: number;
   /** Where events go, in order (default `["stdout"]`). */
   sinks: SinkName[];
   /** Events buffered between the watch and the sinks (default 1000). */

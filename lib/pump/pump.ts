@@ -68,6 +68,11 @@ export interface PumpOptions {
   queueCapacity?: number;
   /** Without a token, deliver what the first list returns (default false). */
   backfill?: boolean;
+  /**
+   * Without a token, deliver the listed events whose last time is within
+   * this many ms of now (default 0: none; `backfill` delivers them all).
+   */
+  startWindowMs?: number;
   /** Page size of lists (default 500). */
   pageSize?: number;
   /** How long each watch request asks to last (default 300 s). */
@@ -208,6 +213,26 @@ export async function runPump(options: PumpOptions, signal: AbortSignal): Promis
     signal.removeEventListener("abort", onStop);
     options.metrics?.watchQueue(() => 0);
   }
+}
+
+/**
+ * Which events of the first list (no token) are delivered: all with
+ * backfill; with a start window, those whose last time is within it (an
+ * event without a readable time too: it cannot be ruled out); else none
+ * (undefined: the list reads one item, for its resourceVersion).
+ */
+export function firstListChoice(
+  backfill: boolean,
+  windowMs: number,
+  clock: Clock,
+): ((e: CoreV1Event) => boolean) | undefined {
+  if (backfill) return () => true;
+  if (windowMs <= 0) return undefined;
+  const since = clock.now() - windowMs;
+  return (e) => {
+    const at = Date.parse(eventTime(e) ?? "");
+    return Number.isNaN(at) || at >= since;
+  };
 }
 
 /** A failure of the pump's own making, reported even when the term was ending anyway. */
@@ -389,10 +414,15 @@ async function readLoop(
   while (!signal.aborted) {
     try {
       if (token === undefined) {
+        const windowMs = o.startWindowMs ?? 0;
         log.info("No checkpoint: starting from now{backfill}", {
-          backfill: o.backfill === true ? " with backfill" : "",
+          backfill: o.backfill === true
+            ? " with backfill"
+            : windowMs > 0
+            ? `, with the events of the last ${Math.round(windowMs / 1000)} s`
+            : "",
         });
-        token = await listAll(o.backfill === true ? () => true : undefined, undefined);
+        token = await listAll(firstListChoice(o.backfill === true, windowMs, clock), undefined);
       }
       if (checkAhead) {
         checkAhead = false;
