@@ -38,7 +38,13 @@ import { Backoff, type Clock, systemClock } from "./time/mod.ts";
 import { Checkpointer, type Token } from "./checkpoint/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { type Liveness, type Metrics, runControlPlaneCheck, serviceCheckSinks } from "./ops/mod.ts";
-import { NO_EVENT_FILTERS, planEventFilters, runPump, WatchFailingError } from "./pump/mod.ts";
+import {
+  NO_EVENT_FILTERS,
+  planEventFilters,
+  routePredicate,
+  runPump,
+  WatchFailingError,
+} from "./pump/mod.ts";
 import type { KubeClient } from "./kube/mod.ts";
 import { Enricher, ObjectCache } from "./enrich/mod.ts";
 import { type EventRecord, hostClusterSuffix, type Sink } from "./sinks/mod.ts";
@@ -92,6 +98,17 @@ export interface TermContext {
   position?: Token;
   /** Enrichment, with its cache kept from one term to the next; made by the first term. */
   enricher?: Enricher;
+}
+
+/** Per sink name, the records its route lets through (`kevents_routes`). */
+function routesOf(config: Config): Map<string, (record: EventRecord) => boolean> {
+  const routes = new Map<string, (record: EventRecord) => boolean>();
+  for (const [sink, route] of Object.entries(config.routes)) {
+    // Checked by parseConfig: the match is one the API server takes.
+    const predicate = routePredicate(route);
+    if (predicate !== undefined) routes.set(sink, (r) => predicate(r.event));
+  }
+  return routes;
 }
 
 /** The enricher of `o`'s configuration; undefined when enrichment is off. */
@@ -313,6 +330,7 @@ export async function runTerm(
         backfill: o.config.backfill,
         startWindowMs: o.config.startWindowMs,
         batchWindowMs: o.config.batchWindowMs,
+        routes: routesOf(o.config),
         ...(enricher === undefined ? {} : { enrich: (records, s) => enricher.enrich(records, s) }),
         // A send in flight when the term ends at once may finish within this
         // grace; it must end well inside the lease's margin over the renew

@@ -73,7 +73,11 @@ export function resolveKey<K extends keyof Settings>(
   if (entry !== undefined) {
     // A mapping given to a setting that takes a value or a list is refused
     // as written, rather than read as a list of "key=value" texts.
-    const raw = entry.mapping === true && spec.fileMapping !== true ? undefined : entry.raw;
+    const raw = spec.fileJson === true && entry.json !== undefined
+      ? entry.json
+      : entry.mapping === true && spec.fileMapping !== true
+      ? undefined
+      : entry.raw;
     value = parseOrThrow(spec, raw, entry.shown, entry.source);
     origin = { explicit: true, source: entry.source };
   }

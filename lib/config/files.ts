@@ -26,6 +26,8 @@ import { KNOWN_FILE_KEYS, KNOWN_FILE_PREFIXES, type RawValue } from "./settings.
 export interface FileEntry {
   /** Undefined when the node cannot be a setting's value (a nested list, a mapping of mappings). */
   raw: RawValue | undefined;
+  /** A mapping's or list's value as JSON text, for a row with `fileJson`. */
+  json?: string;
   /** The value was a mapping, which only a row with `fileMapping` takes. */
   mapping?: boolean;
   /** The value as shown in messages. */
@@ -143,7 +145,8 @@ export function readFile(file: { path: string; text: string }): FileSettings {
       });
     }
     const value = resolveAlias(pair.value as Node | null, { doc, lineCounter, path: file.path });
-    entries.set(key, { ...describeNode(value), source });
+    const json = isMap(value) || isSeq(value) ? JSON.stringify(value.toJSON()) : undefined;
+    entries.set(key, { ...describeNode(value), ...(json === undefined ? {} : { json }), source });
   }
   return { entries, warnings };
 }

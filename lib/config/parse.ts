@@ -11,8 +11,11 @@ import {
   agentFilterTerm,
   checkFilteredEventTypes,
   type EventFilterSettings,
+  type EventRoute,
+  FieldSelectorError,
   FilteredEventTypeError,
   filtersAnything,
+  routePredicate,
 } from "../pump/mod.ts";
 import { completed, type Origin, resolveKey } from "./_resolve.ts";
 import { parseBool } from "./_values.ts";
@@ -143,6 +146,7 @@ export function parseConfig(input: ConfigInput): Config {
       ? settings.ddBundleWindowSeconds * 1000
       : 0,
     ...(eventFilters === undefined ? {} : { eventFilters }),
+    routes: checkRoutes(settings, origins),
     enrich: {
       // The Datadog Agent's users expect the tagger's tags; other sinks get the
       // event as the API server has it unless asked.
@@ -343,4 +347,34 @@ function startWindow(settings: Settings, origins: Map<keyof Settings, Origin>): 
     value: String(window),
     rule: `must be 0 with kevents_backfill (${backfillSource}), which delivers every listed event`,
   });
+}
+
+/** The routes, each naming a configured sink and with a match the API server would take. */
+function checkRoutes(
+  settings: Settings,
+  origins: Map<keyof Settings, Origin>,
+): Record<string, EventRoute> {
+  const source = origins.get("routes")?.source ?? "default";
+  for (const [sink, route] of Object.entries(settings.routes)) {
+    if (!(settings.sinks as string[]).includes(sink)) {
+      throw new ConfigError({
+        key: "kevents_routes",
+        source,
+        value: sink,
+        rule: `must name sinks of kevents_sinks (${settings.sinks.join(", ")})`,
+      });
+    }
+    try {
+      routePredicate(route);
+    } catch (e) {
+      if (!(e instanceof FieldSelectorError)) throw e;
+      throw new ConfigError({
+        key: "kevents_routes",
+        source,
+        value: `${sink}.match ${route.match}`,
+        rule: `must be a field selector the API server takes: ${e.detail}`,
+      });
+    }
+  }
+  return settings.routes;
 }

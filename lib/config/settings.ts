@@ -33,7 +33,9 @@ import {
   SUBDOMAIN_RULE,
   valueList,
 } from "./_values.ts";
+import type { EventRoute } from "../pump/mod.ts";
 import { ENRICH_ROWS } from "./enrich.ts";
+import { ROUTE_ROWS } from "./routes.ts";
 import { SINK_ROWS } from "./sinks.ts";
 import { type LockResource, SINK_NAMES, type SinkName, type SinkOnFailure } from "./types.ts";
 
@@ -52,6 +54,8 @@ export interface Settings {
   clusterName: string | undefined;
   /** `kubernetes_kubelet_nodename`: the node this replica runs on; undefined when not set. */
   nodeName: string | undefined;
+  /** `kevents_routes`. */
+  routes: Record<string, EventRoute>;
   /** `kevents_enrich`; undefined when not set (on with the datadog sink). */
   enrich: boolean | undefined;
   /** `kevents_enrich_request_budget`. */
@@ -150,6 +154,11 @@ export interface KeySpec<K extends keyof Settings> {
   mask?: (raw: RawValue | undefined) => string;
   /** Takes a mapping in `datadog.yaml`, read as `NAME=VALUE` items (default false: a mapping is refused). */
   fileMapping?: boolean;
+  /**
+   * Takes JSON text: a mapping or list in `datadog.yaml` is handed to the
+   * parser as its JSON text (the environment gives the JSON itself).
+   */
+  fileJson?: boolean;
 }
 
 /** A row of {@linkcode CONFIG_KEYS}, whatever its field. */
@@ -374,6 +383,7 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
   },
   ...SINK_ROWS,
   ...ENRICH_ROWS,
+  ...ROUTE_ROWS,
   {
     // The Agent has no datadog.yaml key for this: its check runs at the
     // check scheduler's default interval (15 s) unless the check's own

@@ -190,6 +190,8 @@ export const SINK_ROWS: readonly AnyKeySpec[] = [
     parse: parseEventTypes,
     default: [],
     rule: EVENT_TYPES_RULE,
+    // The Agent's own form, a YAML list of mappings, as its JSON text.
+    fileJson: true,
     description: "With unbundle_events, the events sent on their own: an event matches an " +
       "entry when its involved object's kind is the entry's kind, its source.component the " +
       "entry's source and its reason one of the entry's reasons, each when given",

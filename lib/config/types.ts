@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { EventFilterSettings } from "../pump/mod.ts";
+import type { EventFilterSettings, EventRoute } from "../pump/mod.ts";
 
 /** A sink kevents can deliver events to. */
 export type SinkName = "stdout" | "null" | "webhook" | "datadog";
@@ -185,6 +185,8 @@ export interface Config {
    * `kevents_exclude_*`); absent when none of them is set: every event.
    */
   eventFilters?: EventFilterSettings;
+  /** Which events each sink gets, by sink name (`kevents_routes`); a sink without one gets every event. */
+  routes: Record<string, EventRoute>;
   /** What kevents reads about the objects events are about (lib/enrich). */
   enrich: EnrichConfig;
   /** The webhook sink's settings. */

@@ -13,6 +13,7 @@ import type { Token } from "../checkpoint/mod.ts";
 import { EVENTS, GoneError, type KubeApiError } from "../kube/mod.ts";
 import { eventTime } from "./event_record.ts";
 import type { PumpOptions } from "./pump.ts";
+import type { Clock } from "../time/mod.ts";
 
 /**
  * Whether an event listed after a 410 is newer than the token.
@@ -92,4 +93,24 @@ export async function historyGone(
     if (e instanceof GoneError) return true;
     throw e;
   }
+}
+
+/**
+ * Which events of the first list (no token) are delivered: all with
+ * backfill; with a start window, those whose last time is within it (an
+ * event without a readable time too: it cannot be ruled out); else none
+ * (undefined: the list reads one item, for its resourceVersion).
+ */
+export function firstListChoice(
+  backfill: boolean,
+  windowMs: number,
+  clock: Clock,
+): ((e: CoreV1Event) => boolean) | undefined {
+  if (backfill) return () => true;
+  if (windowMs <= 0) return undefined;
+  const since = clock.now() - windowMs;
+  return (e) => {
+    const at = Date.parse(eventTime(e) ?? "");
+    return Number.isNaN(at) || at >= since;
+  };
 }

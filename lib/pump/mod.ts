@@ -12,8 +12,10 @@ export {
   agentFilterTerm,
   checkFilteredEventTypes,
   type EventFilterSettings,
+  FieldSelectorError,
   FilteredEventTypeError,
   filtersAnything,
   NO_EVENT_FILTERS,
   planEventFilters,
 } from "./filters.ts";
+export { type EventRoute, routePredicate } from "./routes.ts";

@@ -52,7 +52,13 @@ import { ShutdownBudgetError } from "../election/mod.ts";
 import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
 import { BoundedQueue, gather } from "./_queue.ts";
 import { sendWithRetry } from "./_send.ts";
-import { historyGone, isNewer, refusesResourceVersion, serverBehind } from "./_resume.ts";
+import {
+  firstListChoice,
+  historyGone,
+  isNewer,
+  refusesResourceVersion,
+  serverBehind,
+} from "./_resume.ts";
 import { eventTypeLabel, type Liveness, type Metrics } from "../ops/mod.ts";
 import type { EventRecord, Fence, Sink } from "../sinks/mod.ts";
 
@@ -66,6 +72,11 @@ export interface PumpOptions {
   acknowledge: (token: Token, events: number) => void;
   /** Changes buffered between the watch and the sinks (default 1000). */
   queueCapacity?: number;
+  /**
+   * Per sink name, which records it gets (routes.ts); a sink without one
+   * gets them all. A record a route leaves out is skipped for that sink.
+   */
+  routes?: ReadonlyMap<string, (record: EventRecord) => boolean>;
   /** Without a token, deliver what the first list returns (default false). */
   backfill?: boolean;
   /**
@@ -215,26 +226,6 @@ export async function runPump(options: PumpOptions, signal: AbortSignal): Promis
   }
 }
 
-/**
- * Which events of the first list (no token) are delivered: all with
- * backfill; with a start window, those whose last time is within it (an
- * event without a readable time too: it cannot be ruled out); else none
- * (undefined: the list reads one item, for its resourceVersion).
- */
-export function firstListChoice(
-  backfill: boolean,
-  windowMs: number,
-  clock: Clock,
-): ((e: CoreV1Event) => boolean) | undefined {
-  if (backfill) return () => true;
-  if (windowMs <= 0) return undefined;
-  const since = clock.now() - windowMs;
-  return (e) => {
-    const at = Date.parse(eventTime(e) ?? "");
-    return Number.isNaN(at) || at >= since;
-  };
-}
-
 /** A failure of the pump's own making, reported even when the term was ending anyway. */
 function isOwnFailure(e: unknown): boolean {
   return e instanceof WatchFailingError;
@@ -287,9 +278,17 @@ async function deliverLoop(
           // never fails a batch. A drain sends what it holds at once.
           if (o.drain?.aborted !== true) await o.enrich?.(records, hard.signal);
           await Promise.all(
-            o.sinks.map((sink) =>
-              sendWithRetry(sink, records, delivering, hard.signal, backoff, o)
-            ),
+            o.sinks.map((sink) => {
+              const route = o.routes?.get(sink.name);
+              if (route === undefined) {
+                return sendWithRetry(sink, records, delivering, hard.signal, backoff, o);
+              }
+              // Deliberately skipped records are passed like acknowledged ones.
+              const mine = delivering.filter((i) => route(i.record!));
+              if (mine.length === 0) return Promise.resolve();
+              const subset = mine.map((i) => i.record!);
+              return sendWithRetry(sink, subset, mine, hard.signal, backoff, o);
+            }),
           );
         } catch (e) {
           if (!hard.signal.aborted) throw e;

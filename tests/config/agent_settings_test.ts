@@ -206,3 +206,15 @@ Deno.test("the Datadog intake's proxy is found where the Agent finds it", async 
     assert.equal(c.datadog.proxy, undefined);
   });
 });
+
+Deno.test("collected_event_types as the Agent writes it: a YAML list of mappings", () => {
+  const c = parseConfig(input(
+    { KEVENTS_SINKS: "datadog", DD_API_KEY: "0123456789abcdef0123456789abcdef" },
+    "unbundle_events: true\ncollected_event_types:\n  - kind: Pod\n    reasons:\n      - Failed\n" +
+      "      - BackOff\n  - source: kubelet\n",
+  ));
+  assert.deepEqual(c.datadog.collectedEventTypes, [
+    { kind: "Pod", reasons: ["Failed", "BackOff"] },
+    { source: "kubelet", reasons: [] },
+  ]);
+});

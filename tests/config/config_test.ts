@@ -31,6 +31,7 @@ const DEFAULTS: Config = {
   checkpoint: { intervalMs: 1000, maxEvents: 500, idleIntervalMs: 60_000 },
   backfill: false,
   startWindowMs: 0,
+  routes: {},
   sinks: ["stdout"],
   queueCapacity: 1000,
   batchWindowMs: 0,
