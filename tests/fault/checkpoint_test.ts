@@ -24,6 +24,22 @@ async function kubectl(h: FaultHarness, args: string[], stdin?: string): Promise
   return stdout;
 }
 
+/**
+ * `kubectl replace`, as an operator runs it: kubectl reads the object for its
+ * resourceVersion and then writes it, and a leader writing its checkpoint in
+ * between makes it answer Conflict ("the object has been modified"); the
+ * operator runs it again. At most 10 tries.
+ */
+async function kubectlReplace(h: FaultHarness, args: string[], stdin?: string): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    const { code, stderr } = await tryKubectl(h, ["replace", ...args], stdin);
+    if (code === 0) return;
+    if (attempt >= 10 || !/Conflict/.test(stderr)) {
+      assert.fail(`kubectl replace ${args.join(" ")}: ${stderr}`);
+    }
+  }
+}
+
 /** Runs kubectl as an admin user of the harness's server. */
 async function tryKubectl(
   h: FaultHarness,
@@ -69,7 +85,7 @@ const operatorActions: {
 }[] = [
   {
     name: "kubectl replace -f manifests/datadog_configmap.yaml",
-    act: async (h) => void await kubectl(h, ["replace", "-f", MANIFEST]),
+    act: (h) => kubectlReplace(h, ["-f", MANIFEST]),
     noticed: "was changed by someone else while this replica leads",
   },
   {
@@ -80,7 +96,7 @@ const operatorActions: {
         'event.tokenKey: "999999999"',
       );
       assert.ok(text.includes("999999999"));
-      await kubectl(h, ["replace", "-f", "-"], text);
+      await kubectlReplace(h, ["-f", "-"], text);
     },
     noticed: "was changed by someone else while this replica leads",
   },
@@ -92,7 +108,7 @@ const operatorActions: {
       if (created.code !== 0) {
         // The leader was faster and created it again first: the operator replaces it.
         assert.match(created.stderr, /AlreadyExists/);
-        await kubectl(h, ["replace", "-f", MANIFEST]);
+        await kubectlReplace(h, ["-f", MANIFEST]);
       }
     },
     noticed: "was changed by someone else while this replica leads",
