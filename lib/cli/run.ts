@@ -58,6 +58,8 @@ function configSecrets(config: Config): string[] {
     ...urlSecrets(config.webhook.url),
     ...urlSecrets(config.datadog.url),
     ...urlSecrets(config.datadog.proxy),
+    ...Object.values(config.otlp.headers),
+    ...urlSecrets(config.otlp.url),
   ].filter((s): s is string => s !== undefined);
 }
 

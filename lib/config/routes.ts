@@ -32,8 +32,7 @@ function stringList(value: unknown): string[] | undefined {
 
 /** The routes of a `kevents_routes` value; undefined when it is not one. */
 export function parseRoutes(raw: RawValue): Record<string, EventRoute> | undefined {
-  if (typeof raw !== "string") return undefined;
-  if (raw.trim() === "") return {};
+  if (typeof raw !== "string" || raw.trim() === "") return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);

@@ -115,6 +115,19 @@ export interface Settings {
   ddSourceDetection: boolean;
   datadogOnFailure: SinkOnFailure;
   datadogMaxAttempts: number;
+  /** `kevents_otlp_endpoint`: the base URL, `/v1/logs` appended; undefined when not set. */
+  otlpEndpoint: string | undefined;
+  /** `kevents_otlp_logs_endpoint`: the full URL, used as given; undefined when not set. */
+  otlpLogsEndpoint: string | undefined;
+  otlpProtocol: "http/protobuf" | "http/json";
+  otlpCompression: "gzip" | "none";
+  otlpHeaders: Record<string, string>;
+  otlpCaFile: string | undefined;
+  otlpCertFile: string | undefined;
+  otlpKeyFile: string | undefined;
+  otlpInsecureSkipVerify: boolean;
+  otlpOnFailure: SinkOnFailure;
+  otlpMaxAttempts: number;
   healthAddress: string;
   healthPort: number;
   watchStallLimitSeconds: number;

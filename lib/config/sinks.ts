@@ -10,6 +10,7 @@
 
 import { isSecretHeader } from "../ops/mod.ts";
 import { maskHeaders, maskSecret, maskUrl } from "./_masks.ts";
+import { OTLP_ROWS, resolveOtlpSettings } from "./_otlp.ts";
 import type { Origin } from "./_resolve.ts";
 import {
   ATTEMPTS_RULE,
@@ -34,7 +35,7 @@ import {
 } from "./_values.ts";
 import { ConfigError } from "./errors.ts";
 import type { AnyKeySpec, Settings } from "./settings.ts";
-import type { DatadogConfig, WebhookConfig } from "./types.ts";
+import type { DatadogConfig, OtlpConfig, WebhookConfig } from "./types.ts";
 
 /**
  * The webhook and Datadog sinks' rows. The Datadog ones keep the Agent's
@@ -287,6 +288,7 @@ export const SINK_ROWS: readonly AnyKeySpec[] = [
     description:
       "Attempts of one Datadog request before a send fails (or, with drop, the batch is dropped)",
   },
+  ...OTLP_ROWS,
 ];
 
 /** The webhook's TLS file settings: their name in {@linkcode WebhookConfig} and their field. */
@@ -420,7 +422,7 @@ export function resolveSinkSettings(
   settings: Settings,
   origins: Map<keyof Settings, Origin>,
   warnings: string[],
-): { webhook: WebhookConfig; datadog: DatadogConfig } {
+): { webhook: WebhookConfig; datadog: DatadogConfig; otlp: OtlpConfig } {
   const webhookOn = settings.sinks.includes("webhook");
   refuseSecretHandles(settings, origins);
   if (webhookOn && settings.webhookUrl === undefined) {
@@ -508,5 +510,6 @@ export function resolveSinkSettings(
       onFailure: settings.datadogOnFailure,
       maxAttempts: settings.datadogMaxAttempts,
     },
+    otlp: resolveOtlpSettings(settings, origins, warnings),
   };
 }

@@ -10,10 +10,10 @@
 import type { EventFilterSettings, EventRoute } from "../pump/mod.ts";
 
 /** A sink kevents can deliver events to. */
-export type SinkName = "stdout" | "null" | "webhook" | "datadog";
+export type SinkName = "stdout" | "null" | "webhook" | "datadog" | "otlp";
 
 /** The sink names `kevents_sinks` accepts. */
-export const SINK_NAMES: readonly SinkName[] = ["stdout", "null", "webhook", "datadog"];
+export const SINK_NAMES: readonly SinkName[] = ["stdout", "null", "webhook", "datadog", "otlp"];
 
 /** What a sink does with a batch it could not deliver within its attempts. */
 export type SinkOnFailure = "retry" | "drop";
@@ -74,6 +74,34 @@ export interface DatadogConfig {
   proxy?: string;
   /** Hosts reached without the proxy (`proxy.no_proxy`, `DD_PROXY_NO_PROXY`, else `NO_PROXY`). */
   noProxy: string[];
+  /** retry (default) or drop. */
+  onFailure: SinkOnFailure;
+  /** Attempts per request before a send fails (default 5). */
+  maxAttempts: number;
+}
+
+/** The OTLP sink's settings (`kevents_otlp_*`). */
+export interface OtlpConfig {
+  /**
+   * Where log records are POSTed: `kevents_otlp_logs_endpoint` as given, else
+   * `kevents_otlp_endpoint` with `/v1/logs` appended; required when the otlp sink is on.
+   */
+  url: string | undefined;
+  /** `http/protobuf` (default) or `http/json`. */
+  protocol: "http/protobuf" | "http/json";
+  /** `gzip` (default) or `none`. */
+  compression: "gzip" | "none";
+  /** Extra request headers (default none). */
+  headers: Record<string, string>;
+  /** PEM file of the CA(s) to trust instead of the system's. */
+  caFile: string | undefined;
+  /** PEM files of a client certificate and its key (both or neither). */
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /** Where each TLS file setting that is set came from, for createSinks' messages; absent when none is set. */
+  fileSources?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Skip verifying the receiver's certificate (default false; logged as a warning). */
+  insecureSkipVerify: boolean;
   /** retry (default) or drop. */
   onFailure: SinkOnFailure;
   /** Attempts per request before a send fails (default 5). */
@@ -193,6 +221,8 @@ export interface Config {
   webhook: WebhookConfig;
   /** The Datadog sink's settings. */
   datadog: DatadogConfig;
+  /** The OTLP sink's settings. */
+  otlp: OtlpConfig;
   /** The health and metrics endpoint. */
   health: HealthConfig;
   /**

@@ -11,6 +11,7 @@ import { type Config, ConfigError } from "../config/mod.ts";
 import type { HttpTlsOptions } from "./_http.ts";
 import { DatadogSink } from "./datadog.ts";
 import { NullSink } from "./null.ts";
+import { createOtlpSink } from "./otlp.ts";
 import type { Sink } from "./sink.ts";
 import { StdoutSink } from "./stdout.ts";
 import { WebhookSink } from "./webhook.ts";
@@ -47,6 +48,13 @@ export {
   type ServiceCheckSink,
   type Sink,
 } from "./sink.ts";
+export {
+  createOtlpSink,
+  type CreateOtlpSinkOptions,
+  type OtlpProtocol,
+  OtlpSink,
+  type OtlpSinkOptions,
+} from "./otlp.ts";
 export { StdoutSink } from "./stdout.ts";
 export { WebhookSink, type WebhookSinkOptions } from "./webhook.ts";
 
@@ -222,6 +230,14 @@ export function createSinks(config: Config, options: CreateSinksOptions = {}): S
           maxAttempts: datadog.maxAttempts,
           userAgent,
           onRetry: () => options.metrics?.sinkRetry("datadog"),
+        });
+      case "otlp":
+        // Reads and checks its TLS files, as the webhook's above.
+        return createOtlpSink(config.otlp, {
+          ...(config.clusterName === undefined ? {} : { clusterName: config.clusterName }),
+          readTextFile: read,
+          ...(userAgent === undefined ? {} : { userAgent }),
+          onRetry: () => options.metrics?.sinkRetry("otlp"),
         });
     }
   });

@@ -62,6 +62,18 @@ const DEFAULTS: Config = {
     onFailure: "retry",
     maxAttempts: 5,
   },
+  otlp: {
+    url: undefined,
+    protocol: "http/protobuf",
+    compression: "gzip",
+    headers: {},
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
+    insecureSkipVerify: false,
+    onFailure: "retry",
+    maxAttempts: 5,
+  },
   health: { address: "0.0.0.0", port: 5555, watchStallLimitMs: 600_000 },
   followerWatch: true,
   shutdownBudgetMs: 20_000,
@@ -84,7 +96,7 @@ const BOOL_RULE = "must be a boolean (true/false, yes/no, on/off, 1/0, t/f or y/
 const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase letters, " +
   "digits and '-', starting and ending with a letter or digit)";
 const SINKS_RULE = "must be a non-empty list of distinct sink names (comma-separated, or a " +
-  'YAML list in the file), each one of "stdout", "null", "webhook", "datadog"';
+  'YAML list in the file), each one of "stdout", "null", "webhook", "datadog", "otlp"';
 const KUBERNETES_FALSE_WARNING = 'KUBERNETES is "false": any non-empty value turns on the ' +
   "control-plane check, and event collection unless collect_kubernetes_events is set, as in " +
   "the Agent; unset it to turn them off";
