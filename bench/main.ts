@@ -21,6 +21,7 @@ interface RunOptions {
   smoke: boolean;
   chartsDir?: string;
   keventsV8Flags?: string;
+  keventsSinks?: string;
 }
 
 /** The benchmarks by name, in the order they run. */
@@ -39,7 +40,7 @@ const DEFAULT = ["throughput", "catchup", "failover", "apiload", "memory"];
 const DOCS = new URL("../docs", import.meta.url).pathname;
 
 const USAGE = `Usage: deno task bench [name ...] [--smoke] [--charts DIR | --no-charts]
-                        [--kevents-v8-flags FLAGS]
+                        [--kevents-v8-flags FLAGS] [--kevents-sinks LIST]
 
 Benchmarks (default: all but soak):
   throughput   200,000 events through kevents' pump vs a raw reader, client-node's Watch
@@ -61,6 +62,9 @@ Options:
                  memory and soak) with these V8 flags instead of the shipped ones, e.g.
                  --max-semi-space-size=4, or none for V8's defaults (default: the shipped flags,
                  those of deno.json's compile task; --no-code-cache stays either way)
+  --kevents-sinks LIST
+                 the memory benchmark's replicas use these sinks (default stdout); with otlp, each
+                 round starts an OTLP receiver for them
   --help         this text
 `;
 
@@ -70,6 +74,7 @@ export interface BenchArgs {
   smoke: boolean;
   chartsDir: string | undefined;
   keventsV8Flags: string | undefined;
+  keventsSinks: string | undefined;
   help: boolean;
 }
 
@@ -80,6 +85,7 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
   let charts: string | null | undefined;
   let help = false;
   let keventsV8Flags: string | undefined;
+  let keventsSinks: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--smoke") smoke = true;
@@ -97,6 +103,12 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
         throw new Error("Cannot parse --kevents-v8-flags: flags are required");
       }
       keventsV8Flags = value;
+    } else if (arg === "--kevents-sinks" || arg.startsWith("--kevents-sinks=")) {
+      const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[++i];
+      if (value === undefined || value === "") {
+        throw new Error("Cannot parse --kevents-sinks: a comma list of sinks is required");
+      }
+      keventsSinks = value;
     } else if (arg.startsWith("-")) throw new Error(`Unknown option "${arg}"`);
     else if (!(arg in BENCHMARKS)) {
       throw new Error(
@@ -105,7 +117,14 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
     } else if (!names.includes(arg)) names.push(arg);
   }
   const chartsDir = charts === null ? undefined : charts ?? (smoke ? undefined : DOCS);
-  return { names: names.length === 0 ? DEFAULT : names, smoke, chartsDir, keventsV8Flags, help };
+  return {
+    names: names.length === 0 ? DEFAULT : names,
+    smoke,
+    chartsDir,
+    keventsV8Flags,
+    keventsSinks,
+    help,
+  };
 }
 
 async function main(args: string[]): Promise<number> {
@@ -128,6 +147,7 @@ async function main(args: string[]): Promise<number> {
         smoke: parsed.smoke,
         chartsDir: parsed.chartsDir,
         keventsV8Flags: parsed.keventsV8Flags,
+        keventsSinks: parsed.keventsSinks,
       });
       console.error(`bench: ${name} finished in ${Math.round((performance.now() - t0) / 1000)} s`);
     } catch (e) {

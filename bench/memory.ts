@@ -151,9 +151,22 @@ function counter(): { count: number; add: (chunk: Uint8Array) => void } {
 /** One round: a fresh server, two fresh replicas and a fresh floor, read once. */
 async function runRound(
   flags: KeventsFlags,
-  o: { waitMs: number; round: string; progress: ProgressLine },
+  o: { waitMs: number; round: string; progress: ProgressLine; sinks: string },
 ): Promise<MemoryRound> {
   await using server = await startBenchServer({ rate: RATE });
+  // With the otlp sink, a receiver that takes every request.
+  await using otlp = o.sinks.split(",").includes("otlp")
+    ? Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+      await req.arrayBuffer();
+      return new Response("", {
+        status: 200,
+        headers: { "Content-Type": "application/x-protobuf" },
+      });
+    })
+    : undefined;
+  const otlpEnv: Record<string, string> = otlp === undefined
+    ? {}
+    : { KEVENTS_OTLP_ENDPOINT: `http://127.0.0.1:${otlp.addr.port}` };
   await using floor = new EmptyDeno(flags.runFlags);
   const delivered = [counter(), counter()];
   const replicas: Replica[] = [];
@@ -164,10 +177,10 @@ async function runRound(
           name: `kevents-memory-${suffix}`,
           kubeconfig: server.info.kubeconfig,
           // kevents' default sink; its lines are counted to check that the leader works.
-          sinks: "stdout",
+          sinks: o.sinks,
           denoFlags: flags.runFlags,
           onStdout: delivered[i]!.add,
-          env: { KEVENTS_HEALTH_ADDRESS: "127.0.0.1" },
+          env: { KEVENTS_HEALTH_ADDRESS: "127.0.0.1", ...otlpEnv },
         }),
       );
     }
@@ -254,13 +267,21 @@ export async function run(options: BenchRunOptions): Promise<void> {
   console.log(
     `${describeKeventsFlags(flags)}; the floor, an empty Deno script, runs with them too`,
   );
+  console.log(`kevents' sinks: ${options.keventsSinks ?? "stdout"}`);
   const results: MemoryRound[] = [];
   for (let i = 0; i < rounds; i++) {
     const round = `round ${i + 1} of ${rounds}`;
     progress.done(
       `memory ${round}: a fake API server at ${RATE} events/s, two replicas, the floor`,
     );
-    results.push(await runRound(flags, { waitMs: waitSeconds * 1000, round, progress }));
+    results.push(
+      await runRound(flags, {
+        waitMs: waitSeconds * 1000,
+        round,
+        progress,
+        sinks: options.keventsSinks ?? "stdout",
+      }),
+    );
   }
   const follower = medianMemory(results.map((r) => r.follower));
   const leader = medianMemory(results.map((r) => r.leader));

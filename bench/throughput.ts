@@ -41,6 +41,8 @@ export interface BenchRunOptions {
    * fix; `none` for V8's defaults (default: the shipped flags, bench/_shipped.ts).
    */
   keventsV8Flags?: string;
+  /** The sinks of the memory benchmark's replicas (default "stdout"). */
+  keventsSinks?: string;
 }
 
 /** The targets of the issue, as ratios. */
