@@ -37,17 +37,10 @@
  * @module
  */
 
+import { SplittingSender } from "./_split_send.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Clock } from "../time/mod.ts";
-import {
-  displayUrl,
-  HttpSender,
-  HttpSinkError,
-  type HttpTlsOptions,
-  isPermanentRejection,
-  type OnFailure,
-  rejectionReason,
-} from "./_http.ts";
+import { displayUrl, HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
 import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
 import {
   enrichmentJson,
@@ -55,7 +48,6 @@ import {
   type EventRecord,
   type Fence,
   FENCE_HEADERS,
-  type Rejection,
   type SendOptions,
   type SendResult,
   type Sink,
@@ -106,33 +98,20 @@ export function webhookBody(batch: readonly EventRecord[], format: WebhookFormat
   return format === "json" ? `[${lines.join(",")}]` : lines.map((l) => `${l}\n`).join("");
 }
 
-/** A batch being delivered: what is done survives a failure so that a retry resumes. */
-interface Progress {
-  /** The keys of the batch's records. */
-  signature: string;
-  /** Keys of the records delivered or set aside so far. */
-  done: Set<string>;
-  /** The records set aside so far. */
-  rejected: Rejection[];
-}
-
-function resultOf(progress: Progress): SendResult | undefined {
-  return progress.rejected.length === 0 ? undefined : { rejected: progress.rejected };
-}
-
 /** Delivers batches to an HTTP(S) endpoint. */
 export class WebhookSink implements Sink {
   readonly name = "webhook";
+  readonly #splitter: SplittingSender;
+
   /** Records dropped so far (only with `onFailure: "drop"`). */
-  dropped = 0;
+  get dropped(): number {
+    return this.#splitter.dropped;
+  }
   readonly #url: URL;
   readonly #format: WebhookFormat;
   readonly #headers: Record<string, string>;
   readonly #onFailure: OnFailure;
   readonly #http: HttpSender;
-  #progress: Progress | undefined;
-  /** Whether the receiver took the last request it answered (false after it refused a whole batch). */
-  #receiverWorks = true;
 
   constructor(options: WebhookSinkOptions) {
     const url = new URL(options.url);
@@ -143,6 +122,12 @@ export class WebhookSink implements Sink {
     }
     this.#format = options.format ?? "ndjson";
     this.#onFailure = options.onFailure ?? "retry";
+    this.#splitter = new SplittingSender({
+      who: "The webhook",
+      onFailure: this.#onFailure,
+      post: (records, signal, fence) => this.#post(records, signal, fence),
+      log,
+    });
     // Any configured header may carry a credential, whatever its name, and so
     // may the URL's query values (?token=...): none of them reaches a message.
     const secrets: string[] = urlSecrets(url);
@@ -202,87 +187,7 @@ export class WebhookSink implements Sink {
     signal: AbortSignal,
     options: SendOptions = {},
   ): Promise<SendResult | void> {
-    signal.throwIfAborted();
-    if (batch.length === 0) return;
-    const signature = batch.map((r) => r.key).join("\n");
-    let progress = this.#progress;
-    if (progress?.signature !== signature) {
-      progress = { signature, done: new Set(), rejected: [] };
-      this.#progress = progress;
-    }
-    const { done } = progress;
-    // A retry of a batch delivered in part sends only what is left.
-    const left = done.size === 0 ? batch : batch.filter((r) => !done.has(r.key));
-    const worked = this.#receiverWorks;
-    try {
-      await this.#deliver(left, progress, signal, options.fence, true);
-      // Every event of the batch refused is the receiver's fault (a proxy or a
-      // schema refusing everything), not the events': nothing is set aside,
-      // the batch fails and is retried. One event alone may be refused for
-      // good only by a receiver that took the request before.
-      if (progress.rejected.length === batch.length && (batch.length > 1 || !worked)) {
-        this.#receiverWorks = false;
-        const first = progress.rejected[0]!;
-        this.#progress = undefined;
-        throw new HttpSinkError(
-          `The webhook refused every event of a batch of ${batch.length} (${first.status}: ` +
-            `${first.reason}): the receiver, or something in front of it, refuses everything; ` +
-            "nothing is set aside",
-          { status: first.status, retryable: true },
-        );
-      }
-    } catch (e) {
-      if (signal.aborted || this.#onFailure !== "drop" || !(e instanceof HttpSinkError)) throw e;
-      this.#progress = undefined;
-      const n = batch.filter((r) => !done.has(r.key)).length;
-      this.dropped += n;
-      log.warn(
-        "Dropped {n} events after {attempts} attempts ({dropped} dropped so far): {error}",
-        { n, attempts: e.attempts, dropped: this.dropped, error: e.message },
-      );
-      return resultOf(progress);
-    }
-    this.#progress = undefined;
-    return resultOf(progress);
-  }
-
-  /**
-   * POSTs `records` in one request; when the receiver refuses it for good,
-   * delivers each half the same way, and sets aside a single record it
-   * refuses (see the module documentation). `whole`: `records` is what the
-   * send was asked to deliver, whose splitting is worth a warning.
-   */
-  async #deliver(
-    records: readonly EventRecord[],
-    progress: Progress,
-    signal: AbortSignal,
-    fence: Fence | undefined,
-    whole: boolean,
-  ): Promise<void> {
-    try {
-      await this.#post(records, signal, fence);
-    } catch (e) {
-      if (signal.aborted || !isPermanentRejection(e)) throw e;
-      // A receiver that refused a whole batch before and has taken nothing
-      // since is not asked again piece by piece.
-      if (whole && !this.#receiverWorks) throw e;
-      if (records.length === 1) {
-        const { key } = records[0]!;
-        progress.rejected.push({ key, status: e.status, reason: rejectionReason(e) });
-        progress.done.add(key);
-        return;
-      }
-      const message = "The webhook refused a batch of {n} events for good ({error}): " +
-        "sending it in halves to set aside only the events it refuses";
-      if (whole) log.warn(message, { n: records.length, error: e.message });
-      else log.debug(message, { n: records.length, error: e.message });
-      const half = Math.ceil(records.length / 2);
-      await this.#deliver(records.slice(0, half), progress, signal, fence, false);
-      await this.#deliver(records.slice(half), progress, signal, fence, false);
-      return;
-    }
-    this.#receiverWorks = true;
-    for (const r of records) progress.done.add(r.key);
+    return await this.#splitter.send(batch, signal, options.fence);
   }
 
   /** POSTs `records` in one request, with the fence's headers, retrying as _http.ts says. */
