@@ -48,7 +48,7 @@ import {
   partialSuccessOf,
 } from "./_otlp_encode.ts";
 import { logRecords, type OtlpScope } from "./_otlp_records.ts";
-import { readTlsFiles } from "./_otlp_tls.ts";
+import { readTlsFiles } from "./_tls_files.ts";
 import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
 import {
   type EventRecord,

@@ -1,12 +1,9 @@
 /**
- * The OTLP sink's TLS files (`kevents_otlp_ca_file`, `_cert_file`,
- * `_key_file`), read and checked at start as createSinks checks the
- * webhook's: every certificate parses, the key is an unencrypted private key
- * of the client certificate; otherwise a ConfigError names the setting, its
+ * The TLS files of the HTTP sinks (`kevents_webhook_ca_file`,
+ * `kevents_otlp_cert_file`...), read and checked at start by createSinks:
+ * every certificate parses, the key is an unencrypted private key of the
+ * client certificate; otherwise a ConfigError names the setting, its
  * source, the path and the rule, and nothing starts.
- *
- * The checks are those of mod.ts for the webhook, written here for any
- * setting prefix (mod.ts's own are kept as they are while others edit it).
  *
  * @module
  */
