@@ -1,7 +1,7 @@
 /**
- * The Kubernetes manifests under manifests/: every file parses, kubectl
- * creates each of them (and the rbac folder at once) against the fake API
- * server, they agree with each other and with kevents' defaults, and the
+ * The plain Kubernetes manifests under manifests/ (the kustomize folders are
+ * tests/kustomize_test.ts's): every file parses, kubectl creates each of them
+ * (and the rbac folder at once) against the fake API server, they agree with each other and with kevents' defaults, and the
  * ClusterRole grants exactly what the code uses. The fake API server enforces
  * the rules of manifests/rbac/clusterrole.yaml for the user kevents runs as:
  * with all of them a real `kevents run` process leads, delivers and
@@ -11,7 +11,6 @@
 
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { parseAllDocuments } from "yaml";
 import { TOKEN_KEY } from "../lib/checkpoint/checkpointer.ts";
 import { runCollector } from "../lib/collector.ts";
 import { CONFIG_KEYS, parseConfig } from "../lib/config/mod.ts";
@@ -24,49 +23,24 @@ import { KubeClient } from "../lib/kube/client.ts";
 import { PooledKubeConfig } from "../lib/kube/kubeconfig.ts";
 import { StdoutSink } from "../lib/sinks/stdout.ts";
 import { coreEvent, type Json } from "./_fake_api.ts";
-import { commandSucceeds, KeventsProcess, withTempDir } from "./_process.ts";
+import {
+  createdLine,
+  HAVE_KUBECTL,
+  Kubectl,
+  manifestFiles,
+  MANIFESTS,
+  RBAC,
+  readManifest,
+  readOne,
+  RESOURCE_OF_KIND,
+  ROOT,
+} from "./_manifests.ts";
+import { KeventsProcess, withTempDir } from "./_process.ts";
 
-const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
-const MANIFESTS = `${ROOT}manifests`;
-const RBAC = `${MANIFESTS}/rbac`;
 /** Bound of every wait: generous, for a loaded 2-core machine. */
 const BOUND_MS = 30_000;
 
 // ---- reading the manifests ---------------------------------------------------
-
-/** Every YAML file under manifests/, sorted. */
-function manifestFiles(dir = MANIFESTS): string[] {
-  const files: string[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) files.push(...manifestFiles(path));
-    else if (/\.ya?ml$/.test(entry.name)) files.push(path);
-  }
-  return files.sort();
-}
-
-/** The documents of a multi-document YAML file; fails on any YAML error or warning. */
-function readManifest(path: string): Json[] {
-  const docs = Array.from(parseAllDocuments(Deno.readTextFileSync(path)));
-  assert.ok(docs.length > 0, `${path} holds no document`);
-  return docs.map((doc, i) => {
-    assert.deepEqual(doc.errors.map((e) => e.message), [], `${path} document ${i + 1}`);
-    assert.deepEqual(doc.warnings.map((e) => e.message), [], `${path} document ${i + 1}`);
-    const value = doc.toJS();
-    assert.ok(
-      value !== null && typeof value === "object" && !Array.isArray(value),
-      `${path} document ${i + 1} is not an object`,
-    );
-    return value;
-  });
-}
-
-/** The one document of a file. */
-function readOne(path: string): Json {
-  const docs = readManifest(path);
-  assert.equal(docs.length, 1, `${path} holds ${docs.length} documents, expected one`);
-  return docs[0];
-}
 
 /** The rules of manifests/rbac/clusterrole.yaml, in the fake API server's PolicyRule shape. */
 function clusterRoleRules(): PolicyRule[] {
@@ -282,84 +256,44 @@ Deno.test("the manifests agree with each other and with kevents' settings", asyn
 
 // ---- kubectl create -f ----------------------------------------------------------
 
-function kubectlAvailable(): Promise<boolean> {
-  return commandSucceeds("kubectl", ["version", "--client"]);
-}
-
-const HAVE_KUBECTL = await kubectlAvailable();
 if (!HAVE_KUBECTL) {
   console.log(
     "SKIPPED: kubectl not found on PATH; the kubectl create -f test of manifests needs it",
   );
 }
 
-/** The fake server's resource name for each kind the manifests hold. */
-const RESOURCE_OF_KIND: Record<string, string> = {
-  ServiceAccount: "serviceaccounts",
-  ClusterRole: "clusterroles.rbac.authorization.k8s.io",
-  ClusterRoleBinding: "clusterrolebindings.rbac.authorization.k8s.io",
-  ConfigMap: "configmaps",
-  DaemonSet: "daemonsets.apps",
-  Deployment: "deployments.apps",
-};
-
-/** What `kubectl create` prints for an object: `kind.group/name created`. */
-function createdLine(doc: Json): string {
-  const group = String(doc.apiVersion).includes("/") ? `.${doc.apiVersion.split("/")[0]}` : "";
-  return `${String(doc.kind).toLowerCase()}${group}/${doc.metadata.name} created`;
-}
-
 Deno.test({
   name: "kubectl create -f creates every manifest, file by file and the rbac folder at once",
   ignore: !HAVE_KUBECTL,
   fn: async (t) => {
-    const home = await Deno.makeTempDir({ prefix: "kevents-manifests-" });
-    try {
-      const kubectl = async (server: FakeApiServer, ...args: string[]) => {
-        const kubeconfig = `${home}/kubeconfig`;
-        await Deno.writeTextFile(kubeconfig, server.kubeconfig());
-        const out = await new Deno.Command("kubectl", {
-          args,
-          env: { KUBECONFIG: kubeconfig, HOME: home },
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const stdout = new TextDecoder().decode(out.stdout);
-        const stderr = new TextDecoder().decode(out.stderr);
-        assert.equal(out.code, 0, `kubectl ${args.join(" ")}:\n${stdout}\n${stderr}`);
-        return stdout.trim().split("\n").sort();
-      };
+    await using kubectl = await Kubectl.start();
 
-      await t.step("each file on its own", async () => {
-        await using server = await startFakeApiServer();
-        for (const file of manifestFiles()) {
-          const docs = readManifest(file);
-          const lines = await kubectl(server, "create", "-f", file);
-          assert.deepEqual(lines, docs.map(createdLine).sort(), file);
-          for (const doc of docs) {
-            const resource = RESOURCE_OF_KIND[doc.kind];
-            assert.ok(resource !== undefined, `${file}: no resource known for ${doc.kind}`);
-            const stored = server.get(resource, doc.metadata.namespace ?? "", doc.metadata.name);
-            assert.ok(stored !== undefined, `${file}: ${doc.kind} ${doc.metadata.name} stored`);
-          }
+    await t.step("each file on its own", async () => {
+      await using server = await startFakeApiServer();
+      for (const file of manifestFiles()) {
+        const docs = readManifest(file);
+        const lines = await kubectl.create(server, file);
+        assert.deepEqual(lines, docs.map(createdLine).sort(), file);
+        for (const doc of docs) {
+          const resource = RESOURCE_OF_KIND[doc.kind];
+          assert.ok(resource !== undefined, `${file}: no resource known for ${doc.kind}`);
+          const stored = server.get(resource, doc.metadata.namespace ?? "", doc.metadata.name);
+          assert.ok(stored !== undefined, `${file}: ${doc.kind} ${doc.metadata.name} stored`);
         }
-        // What kubectl sent is what the file says: no rule lost on the way.
-        const role = server.get("clusterroles.rbac.authorization.k8s.io", "", "kevents") as Json;
-        assert.deepEqual(grants(role.rules), grants(clusterRoleRules()));
-      });
+      }
+      // What kubectl sent is what the file says: no rule lost on the way.
+      const role = server.get("clusterroles.rbac.authorization.k8s.io", "", "kevents") as Json;
+      assert.deepEqual(grants(role.rules), grants(clusterRoleRules()));
+    });
 
-      await t.step("kubectl create -f manifests/rbac/", async () => {
-        await using server = await startFakeApiServer();
-        assert.deepEqual(await kubectl(server, "create", "-f", `${RBAC}/`), [
-          "clusterrole.rbac.authorization.k8s.io/kevents created",
-          "clusterrolebinding.rbac.authorization.k8s.io/kevents created",
-          "serviceaccount/kevents created",
-        ]);
-      });
-    } finally {
-      await Deno.remove(home, { recursive: true });
-    }
+    await t.step("kubectl create -f manifests/rbac/", async () => {
+      await using server = await startFakeApiServer();
+      assert.deepEqual(await kubectl.create(server, `${RBAC}/`), [
+        "clusterrole.rbac.authorization.k8s.io/kevents created",
+        "clusterrolebinding.rbac.authorization.k8s.io/kevents created",
+        "serviceaccount/kevents created",
+      ]);
+    });
   },
 });
 
