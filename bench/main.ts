@@ -22,6 +22,7 @@ interface RunOptions {
   chartsDir?: string;
   keventsV8Flags?: string;
   keventsSinks?: string;
+  keventsEnv?: Record<string, string>;
 }
 
 /** The benchmarks by name, in the order they run. */
@@ -63,8 +64,11 @@ Options:
                  --max-semi-space-size=4, or none for V8's defaults (default: the shipped flags,
                  those of deno.json's compile task; --no-code-cache stays either way)
   --kevents-sinks LIST
-                 the memory benchmark's replicas use these sinks (default stdout); with otlp, each
-                 round starts an OTLP receiver for them
+                 the memory benchmark's replicas use these sinks (default stdout); with otlp or
+                 webhook, each round starts a receiver for them that takes every request
+  --kevents-env K=V[,K=V...]
+                 the memory benchmark's replicas get these environment variables too (e.g.
+                 KEVENTS_OTLP_COMPRESSION=none), to measure what a setting costs
   --help         this text
 `;
 
@@ -75,6 +79,7 @@ export interface BenchArgs {
   chartsDir: string | undefined;
   keventsV8Flags: string | undefined;
   keventsSinks: string | undefined;
+  keventsEnv: Record<string, string> | undefined;
   help: boolean;
 }
 
@@ -86,6 +91,7 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
   let help = false;
   let keventsV8Flags: string | undefined;
   let keventsSinks: string | undefined;
+  let keventsEnv: Record<string, string> | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--smoke") smoke = true;
@@ -109,6 +115,13 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
         throw new Error("Cannot parse --kevents-sinks: a comma list of sinks is required");
       }
       keventsSinks = value;
+    } else if (arg === "--kevents-env" || arg.startsWith("--kevents-env=")) {
+      const value = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[++i];
+      const pairs = (value ?? "").split(",").map((p) => p.split("="));
+      if (value === undefined || pairs.some((p) => p.length < 2 || p[0] === "")) {
+        throw new Error("Cannot parse --kevents-env: K=V pairs separated by commas are required");
+      }
+      keventsEnv = Object.fromEntries(pairs.map(([k, ...v]) => [k!, v.join("=")]));
     } else if (arg.startsWith("-")) throw new Error(`Unknown option "${arg}"`);
     else if (!(arg in BENCHMARKS)) {
       throw new Error(
@@ -123,6 +136,7 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
     chartsDir,
     keventsV8Flags,
     keventsSinks,
+    keventsEnv,
     help,
   };
 }
@@ -148,6 +162,7 @@ async function main(args: string[]): Promise<number> {
         chartsDir: parsed.chartsDir,
         keventsV8Flags: parsed.keventsV8Flags,
         keventsSinks: parsed.keventsSinks,
+        ...(parsed.keventsEnv === undefined ? {} : { keventsEnv: parsed.keventsEnv }),
       });
       console.error(`bench: ${name} finished in ${Math.round((performance.now() - t0) / 1000)} s`);
     } catch (e) {

@@ -151,11 +151,18 @@ function counter(): { count: number; add: (chunk: Uint8Array) => void } {
 /** One round: a fresh server, two fresh replicas and a fresh floor, read once. */
 async function runRound(
   flags: KeventsFlags,
-  o: { waitMs: number; round: string; progress: ProgressLine; sinks: string },
+  o: {
+    waitMs: number;
+    round: string;
+    progress: ProgressLine;
+    sinks: string;
+    env: Record<string, string>;
+  },
 ): Promise<MemoryRound> {
   await using server = await startBenchServer({ rate: RATE });
-  // With the otlp sink, a receiver that takes every request.
-  await using otlp = o.sinks.split(",").includes("otlp")
+  // With the otlp or webhook sink, a receiver that takes every request.
+  const sinks = o.sinks.split(",");
+  await using receiver = sinks.includes("otlp") || sinks.includes("webhook")
     ? Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
       await req.arrayBuffer();
       return new Response("", {
@@ -164,9 +171,10 @@ async function runRound(
       });
     })
     : undefined;
-  const otlpEnv: Record<string, string> = otlp === undefined
-    ? {}
-    : { KEVENTS_OTLP_ENDPOINT: `http://127.0.0.1:${otlp.addr.port}` };
+  const receiverEnv: Record<string, string> = receiver === undefined ? {} : {
+    KEVENTS_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.addr.port}`,
+    KEVENTS_WEBHOOK_URL: `http://127.0.0.1:${receiver.addr.port}/hook`,
+  };
   await using floor = new EmptyDeno(flags.runFlags);
   const delivered = [counter(), counter()];
   const replicas: Replica[] = [];
@@ -180,7 +188,7 @@ async function runRound(
           sinks: o.sinks,
           denoFlags: flags.runFlags,
           onStdout: delivered[i]!.add,
-          env: { KEVENTS_HEALTH_ADDRESS: "127.0.0.1", ...otlpEnv },
+          env: { KEVENTS_HEALTH_ADDRESS: "127.0.0.1", ...receiverEnv, ...o.env },
         }),
       );
     }
@@ -268,6 +276,13 @@ export async function run(options: BenchRunOptions): Promise<void> {
     `${describeKeventsFlags(flags)}; the floor, an empty Deno script, runs with them too`,
   );
   console.log(`kevents' sinks: ${options.keventsSinks ?? "stdout"}`);
+  if (options.keventsEnv !== undefined) {
+    console.log(
+      `kevents' extra environment: ${
+        Object.entries(options.keventsEnv).map(([k, v]) => `${k}=${v}`).join(" ")
+      }`,
+    );
+  }
   const results: MemoryRound[] = [];
   for (let i = 0; i < rounds; i++) {
     const round = `round ${i + 1} of ${rounds}`;
@@ -280,6 +295,7 @@ export async function run(options: BenchRunOptions): Promise<void> {
         round,
         progress,
         sinks: options.keventsSinks ?? "stdout",
+        env: options.keventsEnv ?? {},
       }),
     );
   }

@@ -43,6 +43,8 @@ export interface BenchRunOptions {
   keventsV8Flags?: string;
   /** The sinks of the memory benchmark's replicas (default "stdout"). */
   keventsSinks?: string;
+  /** More environment variables for the memory benchmark's replicas. */
+  keventsEnv?: Record<string, string>;
 }
 
 /** The targets of the issue, as ratios. */

@@ -432,6 +432,56 @@ class KeySink implements Sink {
   }
 }
 
+Deno.test("a named sink's credentials are hidden as the flat settings' are", async () => {
+  await using server = await startFakeApiServer({
+    users: [{ name: "kevents", token: KUBE_TOKEN }],
+    serveComponentStatuses: false,
+  });
+  await using webhook = startReceiver({
+    fallback: (req) => ({
+      status: 400,
+      body: `bad request from ${req.headers.get("authorization")} with ${
+        req.headers.get("x-api-token")
+      }`,
+    }),
+  });
+  await withTempDir("kevents-named-secrets-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/kubeconfig`, kubeconfigFor(server, "kevents", () => {}));
+    await Deno.writeTextFile(
+      `${dir}/datadog.yaml`,
+      YAML.stringify({
+        kevents_sinks: [{
+          name: "audit",
+          type: "webhook",
+          url: webhook.url,
+          bearer_token: WEBHOOK_TOKEN,
+          headers: { "X-Api-Token": HEADER_SECRET },
+        }],
+      }),
+    );
+    await using proc = new KeventsProcess(
+      ["run", "--kubeconfig", `${dir}/kubeconfig`, "--config", `${dir}/datadog.yaml`],
+      {
+        env: { ...COMMON_ENV, DD_LOG_LEVEL: "debug", KEVENTS_HEALTH_ADDRESS: "127.0.0.1" },
+        cwd: dir,
+      },
+    );
+    await proc.until("the pump", () => proc.logged("INFO", /Pump started for term/));
+    server.create("events", "default", coreEvent("default", "named-secret.17f0"));
+    await proc.until(
+      "the named sink's failure",
+      () => proc.logged("WARN", /Sink audit set aside event .*refused for good \(400/),
+    );
+    // The receiver got both credentials and echoed them back: the redaction is what hid them.
+    assert.ok(webhook.requests.some((r) => r.headers.get("x-api-token") === HEADER_SECRET));
+    assert.ok(
+      webhook.requests.some((r) => r.headers.get("authorization")?.includes(WEBHOOK_TOKEN)),
+    );
+    assertNoSecret("the run's stderr", proc.stderr);
+    report("named webhook sink echoing its token and header", "token and header redacted");
+  });
+});
+
 Deno.test("the ClusterRole grants exactly what real runs use: every rule exercised, every request allowed", async () => {
   const rules = clusterRoleRules();
   const grants = grantsOf(rules);

@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { runCollector } from "../collector.ts";
-import { type Config, ConfigError } from "../config/mod.ts";
+import { type Config, ConfigError, type SinkSpec } from "../config/mod.ts";
 import { KubeClient, KubeConfigError, type PooledKubeConfig } from "../kube/mod.ts";
 import {
   addLogSecrets,
@@ -51,16 +51,34 @@ function configSecrets(config: Config): string[] {
   // Every header value, not only those named like credentials: a receiver
   // may take its key in any header (X-Custom-Auth, DD-Application-Key...).
   // A URL's query values and user info are often credentials too (?token=).
-  return [
-    config.datadog.apiKey,
-    config.webhook.bearerToken,
-    ...Object.values(config.webhook.headers),
-    ...urlSecrets(config.webhook.url),
-    ...urlSecrets(config.datadog.url),
-    ...urlSecrets(config.datadog.proxy),
-    ...Object.values(config.otlp.headers),
-    ...urlSecrets(config.otlp.url),
-  ].filter((s): s is string => s !== undefined);
+  // The flat settings count even when their sink is off: a value is a
+  // secret wherever it was written. Named sinks carry their own.
+  const specs: SinkSpec[] = [
+    ...config.outputs,
+    { name: "", type: "webhook", webhook: config.webhook },
+    { name: "", type: "datadog", datadog: config.datadog },
+    { name: "", type: "otlp", otlp: config.otlp },
+  ];
+  return specs.flatMap((spec) => {
+    switch (spec.type) {
+      case "webhook":
+        return [
+          spec.webhook.bearerToken,
+          ...Object.values(spec.webhook.headers),
+          ...urlSecrets(spec.webhook.url),
+        ];
+      case "datadog":
+        return [
+          spec.datadog.apiKey,
+          ...urlSecrets(spec.datadog.url),
+          ...urlSecrets(spec.datadog.proxy),
+        ];
+      case "otlp":
+        return [...Object.values(spec.otlp.headers), ...urlSecrets(spec.otlp.url)];
+      default:
+        return [];
+    }
+  }).filter((s): s is string => s !== undefined);
 }
 
 /** The kubeconfig user's static credentials, which no log line may show. */

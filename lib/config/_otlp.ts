@@ -7,7 +7,8 @@
  * `kevents_otlp_endpoint` is a base URL to which `/v1/logs` is appended
  * (as `OTEL_EXPORTER_OTLP_ENDPOINT`), `kevents_otlp_logs_endpoint` a full
  * URL used as given (as `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`), which wins.
- * kevents does not read the `OTEL_*` variables themselves.
+ * Those variables, and the other `OTEL_EXPORTER_OTLP_*` ones, fill what
+ * these settings leave unset (_otel_env.ts).
  *
  * @module
  */
@@ -195,7 +196,8 @@ export function resolveOtlpSettings(
       value: "",
       rule: "is required with the otlp sink",
       message: "Cannot use the otlp sink: kevents_otlp_endpoint (KEVENTS_OTLP_ENDPOINT) and " +
-        "kevents_otlp_logs_endpoint (KEVENTS_OTLP_LOGS_ENDPOINT) are not set",
+        "kevents_otlp_logs_endpoint (KEVENTS_OTLP_LOGS_ENDPOINT) are not set, nor " +
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     });
   }
   if ((settings.otlpCertFile === undefined) !== (settings.otlpKeyFile === undefined)) {

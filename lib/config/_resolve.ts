@@ -16,21 +16,31 @@ export interface Origin {
   /** Set by the user (file or environment), not a default. */
   explicit: boolean;
   source: string;
+  /**
+   * For a list of mappings in the file (`kevents_sinks`): where each item
+   * (`"2"`) and each of its keys (`"2.url"`) is, as `PATH line N`.
+   */
+  items?: ReadonlyMap<string, string>;
 }
 
-/** `raw` parsed by `spec`; ConfigError naming the key, the value as shown (a secret masked) and `source` otherwise. */
+/**
+ * `raw` parsed by `spec`; ConfigError naming the key, the value as shown (a
+ * secret masked; a text quoted unless `asWritten`, as a file's list or
+ * mapping is) and `source` otherwise.
+ */
 export function parseOrThrow<K extends keyof Settings>(
   spec: KeySpec<K>,
   raw: RawValue | undefined,
   shown: string,
   source: string,
+  asWritten = false,
 ): Settings[K] {
   const value = raw === undefined ? undefined : spec.parse(raw);
   if (value === undefined) {
     // A list or mapping is shown as JSON, a scalar quoted; a secret masked.
     const display = spec.mask !== undefined
       ? spec.mask(raw)
-      : typeof raw === "string"
+      : typeof raw === "string" && !asWritten
       ? JSON.stringify(shown)
       : shown;
     throw new ConfigError({
@@ -73,13 +83,20 @@ export function resolveKey<K extends keyof Settings>(
   if (entry !== undefined) {
     // A mapping given to a setting that takes a value or a list is refused
     // as written, rather than read as a list of "key=value" texts.
-    const raw = spec.fileJson === true && entry.json !== undefined
+    const raw = spec.fileJsonText === true && entry.jsonText !== undefined
+      ? entry.jsonText
+      : spec.fileJson === true && entry.json !== undefined
       ? entry.json
       : entry.mapping === true && spec.fileMapping !== true
       ? undefined
       : entry.raw;
-    value = parseOrThrow(spec, raw, entry.shown, entry.source);
-    origin = { explicit: true, source: entry.source };
+    const asWritten = raw !== undefined && (raw === entry.json || raw === entry.jsonText);
+    value = parseOrThrow(spec, raw, entry.shown, entry.source, asWritten);
+    origin = {
+      explicit: true,
+      source: entry.source,
+      ...(entry.items === undefined ? {} : { items: entry.items }),
+    };
   }
   if (env !== undefined) {
     const source = `env ${spec.envVar}`;

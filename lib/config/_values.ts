@@ -8,7 +8,7 @@
  */
 
 import type { RawValue } from "./settings.ts";
-import { type LockResource, SINK_NAMES, type SinkName } from "./types.ts";
+import type { LockResource } from "./types.ts";
 
 // The Agent reads booleans through spf13/cast (Go's strconv.ParseBool:
 // 1, t, true, 0, f, false in lower, title or upper case), and its newer
@@ -82,18 +82,6 @@ export const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowe
   "digits and '-', starting and ending with a letter or digit)";
 export const SUBDOMAIN_RULE = "must be a DNS-1123 subdomain (at most 253 characters: lowercase " +
   "letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit)";
-
-/** Distinct sink names, at least one. */
-export function parseSinks(raw: RawValue): SinkName[] | undefined {
-  const items = typeof raw === "string" ? raw.split(",") : raw;
-  const sinks: SinkName[] = [];
-  for (const item of items) {
-    const name = SINK_NAMES.find((s) => s === item.trim());
-    if (name === undefined || sinks.includes(name)) return undefined;
-    sinks.push(name);
-  }
-  return sinks.length > 0 ? sinks : undefined;
-}
 
 /**
  * `filtered_event_types`: a YAML list of entries, or a comma-separated text

@@ -17,6 +17,7 @@ import {
   type Node,
   parseDocument,
   type YAMLMap,
+  type YAMLSeq,
 } from "yaml";
 import { unknownKeyWarning } from "./_typos.ts";
 import { ConfigError } from "./errors.ts";
@@ -28,6 +29,13 @@ export interface FileEntry {
   raw: RawValue | undefined;
   /** A mapping's or list's value as JSON text, for a row with `fileJson`. */
   json?: string;
+  /**
+   * The same, every scalar as the text written (`0123` stays "0123", `0x1F`
+   * "0x1F", `null` "null"), for a row with `fileJsonText`.
+   */
+  jsonText?: string;
+  /** For a list of mappings: where each item (`"2"`) and each of its keys (`"2.url"`) is. */
+  items?: ReadonlyMap<string, string>;
   /** The value was a mapping, which only a row with `fileMapping` takes. */
   mapping?: boolean;
   /** The value as shown in messages. */
@@ -145,10 +153,59 @@ export function readFile(file: { path: string; text: string }): FileSettings {
       });
     }
     const value = resolveAlias(pair.value as Node | null, { doc, lineCounter, path: file.path });
-    const json = isMap(value) || isSeq(value) ? JSON.stringify(value.toJSON()) : undefined;
-    entries.set(key, { ...describeNode(value), ...(json === undefined ? {} : { json }), source });
+    const structured = isMap(value) || isSeq(value);
+    const json = structured ? JSON.stringify(value.toJSON()) : undefined;
+    const jsonText = structured ? JSON.stringify(textOf(value, doc)) : undefined;
+    const items = isSeq(value) ? itemSources(value, lineCounter, file.path) : undefined;
+    entries.set(key, {
+      ...describeNode(value),
+      ...(json === undefined ? {} : { json }),
+      ...(jsonText === undefined ? {} : { jsonText }),
+      ...(items === undefined ? {} : { items }),
+      source,
+    });
   }
   return { entries, warnings };
+}
+
+/**
+ * A mapping or list as plain data, every scalar as the text written, so
+ * that a value inside it follows the rules a top-level value follows (a
+ * credential `000123` is not the number 123). An empty value is "".
+ */
+function textOf(node: unknown, doc: Document.Parsed): unknown {
+  if (isAlias(node)) return textOf(node.resolve(doc), doc);
+  if (isMap(node)) {
+    const out: Record<string, unknown> = {};
+    for (const pair of node.items) {
+      const key = pair.key === null ? "" : scalarText(pair.key as Node) ?? "";
+      out[key] = textOf(pair.value, doc);
+    }
+    return out;
+  }
+  if (isSeq(node)) return node.items.map((item) => textOf(item, doc));
+  if (node === null || node === undefined) return "";
+  return scalarText(node as Node) ?? "";
+}
+
+/** Where each mapping item of a list and each of its keys is, as `PATH line N`; undefined when no item is a mapping. */
+function itemSources(
+  list: YAMLSeq,
+  lineCounter: LineCounter,
+  path: string,
+): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  const at = (node: Node | null | undefined) =>
+    `${path} line ${lineCounter.linePos(node?.range?.[0] ?? 0).line}`;
+  list.items.forEach((item, i) => {
+    if (!isMap(item)) return;
+    out.set(`${i}`, at(item as Node));
+    for (const pair of item.items) {
+      const key = pair.key as Node | null;
+      if (key !== null && isScalar(key)) out.set(`${i}.${String(key.value)}`, at(key));
+    }
+  });
+  return out.size === 0 ? undefined : out;
 }
 
 /**

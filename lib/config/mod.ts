@@ -12,7 +12,8 @@
  *   {@linkcode ConfigInput}, what main.ts hands in.
  * - `errors.ts`: {@linkcode ConfigError}, raised for a bad setting.
  * - `settings.ts`: the settings table, one row a setting; `sinks.ts`: the
- *   sinks' rows and the checks across them.
+ *   sinks' rows and the checks across them; `named_sinks.ts`: the sinks of
+ *   `kevents_sinks`, implicit and named, with their options and rules.
  * - `files.ts`: where `datadog.yaml` is looked for and what it sets, with
  *   line numbers; `agent5.ts`: the Agent 5's deprecated settings.
  * - `parse.ts`: {@linkcode parseConfig}, which puts it all together;
@@ -20,7 +21,7 @@
  * - Helpers of the room only (a leading underscore): `_values.ts` (the
  *   value parsers), `_masks.ts` (secrets shown in messages), `_typos.ts`
  *   (unknown keys of `datadog.yaml`), `_resolve.ts` (one setting from its
- *   sources).
+ *   sources), `_sink_list.ts` (the form of `kevents_sinks`).
  *
  * Other modules import from this file only.
  *
@@ -32,5 +33,5 @@ export { ConfigError } from "./errors.ts";
 export { configFileCandidates } from "./files.ts";
 export { parseConfig } from "./parse.ts";
 export { type AnyKeySpec, CONFIG_KEYS } from "./settings.ts";
-export type { Config, ConfigInput, EnrichConfig, LockResource } from "./types.ts";
+export type { Config, ConfigInput, EnrichConfig, LockResource, SinkSpec } from "./types.ts";
 export { loadConfig, type LoadConfigOptions } from "./load.ts";

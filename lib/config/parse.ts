@@ -29,8 +29,11 @@ import {
   type Settings,
   specOf,
 } from "./settings.ts";
+import { applyOtelEnvironment } from "./_otel_env.ts";
+import { sinkTypes } from "./_sink_list.ts";
+import { checkOverriddenSinks, resolveSinks } from "./named_sinks.ts";
 import { resolveSinkSettings } from "./sinks.ts";
-import type { Config, ConfigInput, Timings } from "./types.ts";
+import type { Config, ConfigInput, SinkName, SinkSpec, Timings } from "./types.ts";
 
 /** Derives the leader-election timings from a lease duration in milliseconds (each rounded down to a whole ms). */
 export function deriveTimings(leaseDurationMs: number): Timings {
@@ -115,10 +118,22 @@ export function parseConfig(input: ConfigInput): Config {
   }
   resolveTokenName(settings, origins);
   applyProxyEnvironment(settings, origins, input.env, warningList);
+  applyOtelEnvironment(settings, origins, input.env, warningList);
   checkAnnotationLock(settings, origins, deriveTimings(leaseDurationMs));
 
   const eventFilters = resolveEventFilters(settings, origins, warningList);
   const sinkSettings = resolveSinkSettings(settings, origins, warningList);
+  const { outputs, routes: sinkRoutes } = resolveSinks(
+    settings,
+    origins,
+    sinkSettings,
+    warningList,
+  );
+  const fileSinks = file.get("kevents_sinks");
+  if (fileSinks !== undefined && input.env["KEVENTS_SINKS"] !== undefined) {
+    checkOverriddenSinks(fileSinks, settings, origins, sinkSettings);
+  }
+  const datadogSinks = outputs.flatMap((o) => o.type === "datadog" ? [o.datadog] : []);
 
   return {
     collectEvents,
@@ -138,19 +153,25 @@ export function parseConfig(input: ConfigInput): Config {
       maxEvents: settings.checkpointMaxEvents,
       idleIntervalMs: settings.checkpointIdleIntervalMs,
     },
+    checkpointLag: {
+      eventTtlMs: settings.eventTtlSeconds * 1000,
+      share: settings.checkpointLagShare,
+      limitMs: Math.round(settings.eventTtlSeconds * settings.checkpointLagShare * 1000),
+    },
     backfill: settings.backfill,
     startWindowMs: startWindow(settings, origins) * 1000,
-    sinks: settings.sinks,
+    sinks: settings.sinks.filter((s): s is SinkName => typeof s === "string"),
+    outputs,
     queueCapacity: settings.queueCapacity,
-    batchWindowMs: settings.sinks.includes("datadog") && !settings.ddUnbundleEvents
+    batchWindowMs: datadogSinks.some((d) => !d.unbundleEvents)
       ? settings.ddBundleWindowSeconds * 1000
       : 0,
     ...(eventFilters === undefined ? {} : { eventFilters }),
-    routes: checkRoutes(settings, origins),
+    routes: checkRoutes(settings, origins, outputs, sinkRoutes),
     enrich: {
       // The Datadog Agent's users expect the tagger's tags; other sinks get the
       // event as the API server has it unless asked.
-      enabled: settings.enrich ?? settings.sinks.includes("datadog"),
+      enabled: settings.enrich ?? datadogSinks.length > 0,
       requestBudget: settings.enrichRequestBudget,
       podLabelsAsTags: settings.podLabelsAsTags,
       namespaceLabelsAsTags: settings.namespaceLabelsAsTags,
@@ -310,7 +331,7 @@ function applyProxyEnvironment(
     ["ddProxyHttps", ["HTTPS_PROXY", "https_proxy"]],
     ["ddNoProxy", ["NO_PROXY", "no_proxy"]],
   ] as const;
-  if (!settings.sinks.includes("datadog")) return;
+  if (!sinkTypes(settings.sinks).has("datadog")) return;
   for (const [field, names] of fallbacks) {
     const spec = specOf(field);
     if (env[spec.envVar] !== undefined) continue;
@@ -349,32 +370,53 @@ function startWindow(settings: Settings, origins: Map<keyof Settings, Origin>): 
   });
 }
 
-/** The routes, each naming a configured sink and with a match the API server would take. */
+/**
+ * The routes of `kevents_routes` and of the named sinks' rules together,
+ * each naming a configured sink, once, and with a match the API server
+ * would take.
+ */
 function checkRoutes(
   settings: Settings,
   origins: Map<keyof Settings, Origin>,
+  outputs: readonly SinkSpec[],
+  sinkRoutes: Record<string, EventRoute>,
 ): Record<string, EventRoute> {
   const source = origins.get("routes")?.source ?? "default";
-  for (const [sink, route] of Object.entries(settings.routes)) {
-    if (!(settings.sinks as string[]).includes(sink)) {
+  const names = outputs.map((o) => o.name);
+  for (const sink of Object.keys(settings.routes)) {
+    if (!names.includes(sink)) {
       throw new ConfigError({
         key: "kevents_routes",
         source,
         value: sink,
-        rule: `must name sinks of kevents_sinks (${settings.sinks.join(", ")})`,
+        rule: `must name sinks of kevents_sinks (${names.join(", ")})`,
       });
     }
+    if (sink in sinkRoutes) {
+      const sinksSource = origins.get("sinks")?.source ?? "default";
+      throw new ConfigError({
+        key: "kevents_routes",
+        source,
+        value: sink,
+        rule: `must not name sink "${sink}", whose rules kevents_sinks gives (${sinksSource}): ` +
+          "give them in one place",
+      });
+    }
+  }
+  const routes = { ...settings.routes, ...sinkRoutes };
+  for (const [sink, route] of Object.entries(routes)) {
+    const where = sink in sinkRoutes ? origins.get("sinks")?.source ?? "default" : source;
     try {
       routePredicate(route);
     } catch (e) {
       if (!(e instanceof FieldSelectorError)) throw e;
       throw new ConfigError({
-        key: "kevents_routes",
-        source,
+        key: sink in sinkRoutes ? `kevents_sinks ${sink}` : "kevents_routes",
+        source: where,
         value: `${sink}.match ${route.match}`,
         rule: `must be a field selector the API server takes: ${e.detail}`,
       });
     }
   }
-  return settings.routes;
+  return routes;
 }

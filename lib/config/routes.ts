@@ -18,7 +18,8 @@ import type { EventRoute } from "../pump/mod.ts";
 import type { AnyKeySpec, RawValue } from "./settings.ts";
 
 const LIST_KEYS = ["types", "namespaces", "reasons", "kinds"] as const;
-const ROUTE_KEYS = new Set([
+/** The keys of a route. */
+export const ROUTE_KEYS: ReadonlySet<string> = new Set([
   ...LIST_KEYS.flatMap((k) => [`include_${k}`, `exclude_${k}`]),
   "match",
 ]);

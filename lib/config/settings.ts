@@ -29,15 +29,16 @@ import {
   parseBool,
   parseFilterEntries,
   parseLockResource,
-  parseSinks,
   SUBDOMAIN_RULE,
   valueList,
 } from "./_values.ts";
 import type { EventRoute } from "../pump/mod.ts";
+import { CHECKPOINT_LAG_ROWS } from "./checkpoint_lag.ts";
 import { ENRICH_ROWS } from "./enrich.ts";
 import { ROUTE_ROWS } from "./routes.ts";
 import { SINK_ROWS } from "./sinks.ts";
-import { type LockResource, SINK_NAMES, type SinkName, type SinkOnFailure } from "./types.ts";
+import { maskSinks, parseSinkList, type SinkItem, SINKS_RULE } from "./_sink_list.ts";
+import type { LockResource, SinkOnFailure } from "./types.ts";
 
 /** The value of every row of {@linkcode CONFIG_KEYS}, before anything is derived. */
 export interface Settings {
@@ -77,9 +78,14 @@ export interface Settings {
   checkpointIntervalMs: number;
   checkpointMaxEvents: number;
   checkpointIdleIntervalMs: number;
+  /** `kevents_event_ttl_seconds`. */
+  eventTtlSeconds: number;
+  /** `kevents_checkpoint_lag_share`. */
+  checkpointLagShare: number;
   backfill: boolean;
   startWindowSeconds: number;
-  sinks: SinkName[];
+  /** `kevents_sinks`: implicit sinks (a type's name) and named ones. */
+  sinks: SinkItem[];
   queueCapacity: number;
   controlPlaneCheckIntervalMs: number;
   filteredEventTypes: string[];
@@ -172,6 +178,8 @@ export interface KeySpec<K extends keyof Settings> {
    * parser as its JSON text (the environment gives the JSON itself).
    */
   fileJson?: boolean;
+  /** As `fileJson`, but every scalar inside is handed over as the text written. */
+  fileJsonText?: boolean;
 }
 
 /** A row of {@linkcode CONFIG_KEYS}, whatever its field. */
@@ -379,11 +387,13 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
     field: "sinks",
     fileKey: "kevents_sinks",
     envVar: "KEVENTS_SINKS",
-    parse: parseSinks,
+    parse: parseSinkList,
     default: ["stdout"],
-    rule: "must be a non-empty list of distinct sink names (comma-separated, or a YAML list " +
-      `in the file), each one of ${SINK_NAMES.map((s) => `"${s}"`).join(", ")}`,
-    description: "Where events go",
+    rule: SINKS_RULE,
+    description: "Where events go: sink types (each configured by its flat settings) and " +
+      "named sinks (mappings with name, type, options and routing rules)",
+    fileJsonText: true,
+    mask: maskSinks,
   },
   {
     field: "queueCapacity",
@@ -397,6 +407,7 @@ export const CONFIG_KEYS: readonly AnyKeySpec[] = [
   ...SINK_ROWS,
   ...ENRICH_ROWS,
   ...ROUTE_ROWS,
+  ...CHECKPOINT_LAG_ROWS,
   {
     // The Agent has no datadog.yaml key for this: its check runs at the
     // check scheduler's default interval (15 s) unless the check's own

@@ -166,6 +166,23 @@ export interface HealthConfig {
   watchStallLimitMs: number;
 }
 
+/**
+ * One sink kevents delivers to: an implicit one (a type's name in
+ * `kevents_sinks`, named after its type, configured by the flat settings)
+ * or a named one (a mapping in `kevents_sinks`, with its own options).
+ */
+export type SinkSpec =
+  & (
+    | { name: string; type: "stdout" | "null" }
+    | { name: string; type: "webhook"; webhook: WebhookConfig }
+    | { name: string; type: "datadog"; datadog: DatadogConfig }
+    | { name: string; type: "otlp"; otlp: OtlpConfig }
+  )
+  & {
+    /** A named sink (a mapping of `kevents_sinks`), whose options are `kevents_sinks NAME.OPTION`. */
+    named?: true;
+  };
+
 /** The resolved configuration kevents runs with. */
 export interface Config {
   /** Collect Kubernetes events (`collect_kubernetes_events`, or `KUBERNETES` set). */
@@ -194,12 +211,21 @@ export interface Config {
   timings: Timings;
   /** Checkpoint batching. */
   checkpoint: CheckpointConfig;
+  /**
+   * The API server's event TTL (`kevents_event_ttl_seconds`, default
+   * 3600000 ms), the share of it the checkpoint may lag
+   * (`kevents_checkpoint_lag_share`, default 0.5) and their product, the
+   * lag the leader warns about (default 1800000 ms).
+   */
+  checkpointLag: { eventTtlMs: number; share: number; limitMs: number };
   /** Deliver what the first list returned when there is no token yet (default false). */
   backfill: boolean;
   /** Without a token, deliver the listed events of the last this many ms (`kevents_start_window_seconds`; 0: none). */
   startWindowMs: number;
-  /** Where events go, in order (default `["stdout"]`). */
+  /** The implicit sinks of `kevents_sinks` (types named by name, default `["stdout"]`); {@linkcode outputs} has every sink. */
   sinks: SinkName[];
+  /** Every sink events go to, in the order of `kevents_sinks`, implicit and named. */
+  outputs: SinkSpec[];
   /** Events buffered between the watch and the sinks (default 1000). */
   queueCapacity: number;
   /**
@@ -217,11 +243,11 @@ export interface Config {
   routes: Record<string, EventRoute>;
   /** What kevents reads about the objects events are about (lib/enrich). */
   enrich: EnrichConfig;
-  /** The webhook sink's settings. */
+  /** The implicit webhook sink's settings (the flat `kevents_webhook_*`). */
   webhook: WebhookConfig;
-  /** The Datadog sink's settings. */
+  /** The implicit Datadog sink's settings. */
   datadog: DatadogConfig;
-  /** The OTLP sink's settings. */
+  /** The implicit OTLP sink's settings (the flat `kevents_otlp_*`). */
   otlp: OtlpConfig;
   /** The health and metrics endpoint. */
   health: HealthConfig;

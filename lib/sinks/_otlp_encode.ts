@@ -1,17 +1,12 @@
 /**
  * The OTLP sink's encoding: an `ExportLogsServiceRequest` as binary
- * protobuf or as JSON, by @opentelemetry/otlp-transformer's serializers
- * (the OpenTelemetry JS SDK's own, hand-written from the official
- * definitions), gzip, and the `partial_success` of an answer.
- *
- * The serializers are loaded with a dynamic import on first use, so that a
- * process without the otlp sink, or a follower that never sends, never
- * loads them (about 3 MiB; docs/OTLP.md has the measure).
+ * protobuf or as JSON (written by _otlp_wire.ts), gzip, and the
+ * `partial_success` of an answer.
  *
  * @module
  */
 
-import type * as Transformer from "@opentelemetry/otlp-transformer";
+import { encodeJson, encodeProtobuf, readPartialSuccess } from "./_otlp_wire.ts";
 import type { OtlpLogRecord } from "./_otlp_records.ts";
 
 /** How a request is encoded: `Content-Type` application/x-protobuf or application/json. */
@@ -23,37 +18,12 @@ export const CONTENT_TYPES: Readonly<Record<OtlpProtocol, string>> = {
   "http/json": "application/json",
 };
 
-type Serializers = typeof Transformer;
-
-let loading: Promise<Serializers> | undefined;
-
-/** The serializers, imported once; a failed import is tried again on the next call. */
-export function loadSerializers(): Promise<Serializers> {
-  loading ??= import("@opentelemetry/otlp-transformer").catch((e) => {
-    loading = undefined;
-    throw e;
-  });
-  return loading;
-}
-
-/** What the serializers take: the SDK's ReadableLogRecord. */
-type SdkLogRecords = Parameters<Serializers["ProtobufLogsSerializer"]["serializeRequest"]>[0];
-
 /** The `ExportLogsServiceRequest` of `records` in `protocol`. */
-export async function encodeLogs(
+export function encodeLogs(
   records: readonly OtlpLogRecord[],
   protocol: OtlpProtocol,
-): Promise<Uint8Array> {
-  const { ProtobufLogsSerializer, JsonLogsSerializer } = await loadSerializers();
-  const serializer = protocol === "http/json" ? JsonLogsSerializer : ProtobufLogsSerializer;
-  // OtlpLogRecord has every field the serializers read (see their source in
-  // the pinned version: times, severity, body, attributes, dropped count,
-  // resource attributes, scope name and version); the SDK's type also asks
-  // for what they never call (Resource.merge, getRawAttributes). The tests
-  // decode the result with the official .proto definitions.
-  const body = serializer.serializeRequest(records as unknown as SdkLogRecords);
-  if (body === undefined) throw new Error("Cannot encode the OTLP request: the serializer failed");
-  return body;
+): Uint8Array {
+  return protocol === "http/json" ? encodeJson(records) : encodeProtobuf(records);
 }
 
 /** The bytes gzipped (Content-Encoding: gzip). */
@@ -86,19 +56,18 @@ export interface PartialSuccess {
  * in the request's protocol), or undefined when it has none (an empty
  * answer, the usual one).
  */
-export async function partialSuccessOf(
+export function partialSuccessOf(
   body: string,
   protocol: OtlpProtocol,
-): Promise<PartialSuccess | undefined> {
+): PartialSuccess | undefined {
   if (body.trim() === "") return undefined;
-  const { ProtobufLogsSerializer } = await loadSerializers();
   let response: { partialSuccess?: { rejectedLogRecords?: unknown; errorMessage?: unknown } };
   // Text that lost bytes (U+FFFD) cannot be trusted byte for byte.
   const lossy = protocol === "http/protobuf" && body.includes("\uFFFD");
   try {
     response = protocol === "http/json"
       ? JSON.parse(body)
-      : ProtobufLogsSerializer.deserializeResponse(new TextEncoder().encode(body));
+      : { partialSuccess: readPartialSuccess(new TextEncoder().encode(body)) };
   } catch {
     return lossy ? { rejected: 0, message: "", unreadable: true } : undefined;
   }

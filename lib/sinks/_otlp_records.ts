@@ -34,9 +34,10 @@ export interface OtlpScope {
 }
 
 /**
- * A log record in the shape @opentelemetry/otlp-transformer's serializers
- * read (the SDK's ReadableLogRecord, less what they do not read): times as
- * `[seconds, nanoseconds]`.
+ * A log record as the encoder (_otlp_wire.ts) reads it: times as
+ * `[seconds, nanoseconds]`. It is also the shape the OpenTelemetry SDK's
+ * serializers read (its ReadableLogRecord, less what they do not read),
+ * which the tests encode the same records with.
  */
 export interface OtlpLogRecord {
   readonly hrTime: [number, number];
@@ -87,19 +88,20 @@ export interface RecordContext {
 /**
  * A timestamp of the API (RFC 3339, with up to nanoseconds: an eventTime
  * has microseconds) as `[seconds, nanoseconds]` since the epoch; undefined
- * when absent or unreadable. A Date (as client-node types some fields) has
- * milliseconds.
+ * when absent, unreadable or before 1970 (OTLP's times are unsigned
+ * nanoseconds since the epoch). A Date (as client-node types some fields)
+ * has milliseconds.
  */
 export function hrTimeOf(value: unknown): [number, number] | undefined {
   if (value instanceof Date) {
     const ms = value.getTime();
-    return Number.isNaN(ms) ? undefined : hrTimeOfMs(ms);
+    return Number.isNaN(ms) || ms < 0 ? undefined : hrTimeOfMs(ms);
   }
   if (typeof value !== "string" || value === "") return undefined;
   // Date.parse keeps milliseconds only: the fraction is read apart.
   const fraction = /^(.*T\d\d:\d\d:\d\d)\.(\d{1,9})(.*)$/.exec(value);
   const whole = Date.parse(fraction === null ? value : `${fraction[1]}${fraction[3]}`);
-  if (Number.isNaN(whole)) return undefined;
+  if (Number.isNaN(whole) || whole < 0) return undefined;
   const nanos = fraction === null ? 0 : Number(fraction[2]!.padEnd(9, "0"));
   return [Math.floor(whole / 1000), nanos];
 }
@@ -188,7 +190,7 @@ export function recordAttributes(record: EventRecord): OtlpAttributes {
 /**
  * The log records of a batch, in batch order. Records about the same
  * object (the same resource attributes) share one resource object, which
- * the serializers group into one `ResourceLogs`.
+ * the encoder groups into one `ResourceLogs`.
  */
 export function logRecords(
   batch: readonly EventRecord[],

@@ -37,15 +37,25 @@ function pemBlocks(text: string): PemBlock[] {
 
 /** What each file must hold, for settings named `<prefix>_ca_file`, `_cert_file`, `_key_file`. */
 function rules(prefix: string): Record<"caFile" | "certFile" | "keyFile", string> {
+  const certKey = settingName(prefix, "cert_file");
   return {
     caFile: "must name a readable PEM file of one or more CA certificates " +
       "(-----BEGIN CERTIFICATE----- blocks)",
     certFile: "must name a readable PEM file of the client certificate " +
       "(a -----BEGIN CERTIFICATE----- block, then any intermediates)",
     keyFile: "must name a readable PEM file of the unencrypted private key of " +
-      `${prefix}_cert_file (a -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or ` +
+      `${certKey} (a -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or ` +
       "EC PRIVATE KEY block)",
   };
+}
+
+/**
+ * A TLS file setting's name: `<prefix>_<suffix>` for the flat settings
+ * (`kevents_otlp_ca_file`), `<prefix><suffix>` for a prefix ending in "."
+ * (a named sink's option: `kevents_sinks archive.ca_file`).
+ */
+function settingName(prefix: string, suffix: string): string {
+  return prefix.endsWith(".") ? `${prefix}${suffix}` : `${prefix}_${suffix}`;
 }
 
 const KEY_SUFFIXES = { caFile: "ca_file", certFile: "cert_file", keyFile: "key_file" } as const;
@@ -91,7 +101,7 @@ export function readTlsFiles(
   const ruleOf = rules(prefix);
   type Name = keyof typeof KEY_SUFFIXES;
   const refuse = (name: Name, path: string, problem: string, cause?: unknown) => {
-    const key = `${prefix}_${KEY_SUFFIXES[name]}`;
+    const key = settingName(prefix, KEY_SUFFIXES[name]);
     const rule = ruleOf[name];
     const source = settings.fileSources?.[name] ?? "default";
     return new ConfigError({

@@ -113,6 +113,8 @@ export interface DatadogEvent {
 
 /** Options for {@linkcode DatadogSink}; which events it sends: {@linkcode EventChoiceOptions}. */
 export interface DatadogSinkOptions extends EventChoiceOptions {
+  /** The sink's name in logs, metrics and routes (default "datadog"; named sinks of kevents_sinks). */
+  name?: string;
   /** Told of every request repeated after a retryable failure (metrics). */
   onRetry?: () => void;
   /** The API key (`api_key` / `DD_API_KEY`). */
@@ -361,7 +363,7 @@ interface Progress {
 
 /** Delivers events (and service checks) to Datadog. */
 export class DatadogSink implements Sink, ServiceCheckSink {
-  readonly name = "datadog";
+  readonly name: string;
   /** Records dropped so far (only with `onFailure: "drop"`). */
   dropped = 0;
   readonly #base: string;
@@ -375,6 +377,7 @@ export class DatadogSink implements Sink, ServiceCheckSink {
   #progress: Progress | undefined;
 
   constructor(options: DatadogSinkOptions) {
+    this.name = options.name ?? "datadog";
     const base = new URL(options.url ?? `https://api.${options.site ?? DEFAULT_SITE}`);
     if (base.protocol !== "http:" && base.protocol !== "https:") {
       throw new TypeError(

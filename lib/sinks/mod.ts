@@ -11,7 +11,7 @@ import type { HttpTlsOptions } from "./_http.ts";
 import { readTlsFiles } from "./_tls_files.ts";
 import { DatadogSink } from "./datadog.ts";
 import { NullSink } from "./null.ts";
-import { createOtlpSink } from "./otlp.ts";
+import { OtlpSink, otlpSinkOptions } from "./otlp.ts";
 import type { Sink } from "./sink.ts";
 import { StdoutSink } from "./stdout.ts";
 import { WebhookSink } from "./webhook.ts";
@@ -69,66 +69,84 @@ export interface CreateSinksOptions {
 }
 
 /**
- * Builds the sinks `config.sinks` names, in order. Throws ConfigError when
- * a TLS file of the webhook cannot be read or does not hold what it must
- * (each certificate is parsed, and the key must belong to the client
- * certificate), so that a bad file stops the start instead of failing
- * every send; nothing is built then.
+ * Builds every sink of `config.outputs`, in order, each under its name.
+ * Throws ConfigError when a TLS file of an HTTP sink cannot be read or does
+ * not hold what it must (each certificate is parsed, and the key must
+ * belong to the client certificate), so that a bad file stops the start
+ * instead of failing every send; the files are all read before any sink is
+ * built, so nothing is built then.
  */
 export function createSinks(config: Config, options: CreateSinksOptions = {}): Sink[] {
   const read = options.readTextFile ?? Deno.readTextFileSync;
-  const { webhook, datadog } = config;
-  const webhookTls: HttpTlsOptions | undefined = config.sinks.includes("webhook")
-    ? readTlsFiles(webhook, "kevents_webhook", read)
-    : undefined;
   const userAgent = options.userAgent;
-  return config.sinks.map((name): Sink => {
-    switch (name) {
+  const cluster = config.clusterName === undefined ? {} : { clusterName: config.clusterName };
+  const makers = config.outputs.map((spec): () => Sink => {
+    const { name } = spec;
+    const onRetry = () => options.metrics?.sinkRetry(name);
+    switch (spec.type) {
       case "stdout":
-        return new StdoutSink();
+        return () => new StdoutSink({ name });
       case "null":
-        return new NullSink();
-      case "webhook":
-        return new WebhookSink({
-          // parseConfig refuses the webhook sink without a URL.
-          url: webhook.url!,
-          format: webhook.format,
-          headers: webhook.headers,
-          bearerToken: webhook.bearerToken,
-          tls: webhookTls,
-          onFailure: webhook.onFailure,
-          maxAttempts: webhook.maxAttempts,
-          userAgent,
-          onRetry: () => options.metrics?.sinkRetry("webhook"),
-        });
-      case "datadog":
-        return new DatadogSink({
-          // parseConfig refuses the datadog sink without an API key.
-          apiKey: datadog.apiKey!,
-          site: datadog.site,
-          url: datadog.url,
-          unbundleEvents: datadog.unbundleEvents,
-          collectedEventTypes: datadog.collectedEventTypes,
-          bundleUnspecifiedEvents: datadog.bundleUnspecifiedEvents,
-          filteringEnabled: datadog.filteringEnabled,
-          sourceDetection: datadog.sourceDetection,
-          ...(config.clusterName === undefined ? {} : { clusterName: config.clusterName }),
-          tags: datadog.tags,
-          ...(datadog.proxy === undefined ? {} : { proxy: datadog.proxy }),
-          noProxy: datadog.noProxy,
-          onFailure: datadog.onFailure,
-          maxAttempts: datadog.maxAttempts,
-          userAgent,
-          onRetry: () => options.metrics?.sinkRetry("datadog"),
-        });
-      case "otlp":
-        // Reads and checks its TLS files, as the webhook's above.
-        return createOtlpSink(config.otlp, {
-          ...(config.clusterName === undefined ? {} : { clusterName: config.clusterName }),
+        return () => new NullSink({ name });
+      case "webhook": {
+        const { webhook } = spec;
+        const tls: HttpTlsOptions | undefined = readTlsFiles(
+          webhook,
+          spec.named ? `kevents_sinks ${name}.` : "kevents_webhook",
+          read,
+        );
+        return () =>
+          new WebhookSink({
+            name,
+            // parseConfig refuses a webhook sink without a URL.
+            url: webhook.url!,
+            format: webhook.format,
+            headers: webhook.headers,
+            bearerToken: webhook.bearerToken,
+            tls,
+            onFailure: webhook.onFailure,
+            maxAttempts: webhook.maxAttempts,
+            userAgent,
+            onRetry,
+          });
+      }
+      case "datadog": {
+        const { datadog } = spec;
+        return () =>
+          new DatadogSink({
+            name,
+            // parseConfig refuses a datadog sink without an API key.
+            apiKey: datadog.apiKey!,
+            site: datadog.site,
+            url: datadog.url,
+            unbundleEvents: datadog.unbundleEvents,
+            collectedEventTypes: datadog.collectedEventTypes,
+            bundleUnspecifiedEvents: datadog.bundleUnspecifiedEvents,
+            filteringEnabled: datadog.filteringEnabled,
+            sourceDetection: datadog.sourceDetection,
+            ...cluster,
+            tags: datadog.tags,
+            ...(datadog.proxy === undefined ? {} : { proxy: datadog.proxy }),
+            noProxy: datadog.noProxy,
+            onFailure: datadog.onFailure,
+            maxAttempts: datadog.maxAttempts,
+            userAgent,
+            onRetry,
+          });
+      }
+      case "otlp": {
+        // Reads and checks its TLS files now, as the webhook's above.
+        const otlp = otlpSinkOptions(spec.otlp, {
+          name,
+          ...(spec.named ? { settingsPrefix: `kevents_sinks ${name}.` } : {}),
+          ...cluster,
           readTextFile: read,
           ...(userAgent === undefined ? {} : { userAgent }),
-          onRetry: () => options.metrics?.sinkRetry("otlp"),
+          onRetry,
         });
+        return () => new OtlpSink(otlp);
+      }
     }
   });
+  return makers.map((make) => make());
 }

@@ -7,11 +7,21 @@
 
 import type { EventRecord, Sink } from "./sink.ts";
 
+/** Options for {@linkcode NullSink}. */
+export interface NullSinkOptions {
+  /** The sink's name in logs, metrics and routes (default "null"; named sinks of kevents_sinks). */
+  name?: string;
+}
+
 /** Drops every record after counting it. */
 export class NullSink implements Sink {
-  readonly name = "null";
+  readonly name: string;
   /** Records acknowledged so far. */
   count = 0;
+
+  constructor(options: NullSinkOptions = {}) {
+    this.name = options.name ?? "null";
+  }
 
   /** Counts the batch. */
   send(batch: readonly EventRecord[], signal: AbortSignal): Promise<void> {

@@ -26,8 +26,8 @@
  * aside by key, and nothing is sent again (OTLP says such a request must
  * not be retried).
  *
- * The encoder (@opentelemetry/otlp-transformer) is imported on the first
- * send, not at start: a follower never loads it.
+ * The encoder is kevents' own (_otlp_wire.ts), checked by the tests
+ * against the OpenTelemetry SDK's serializers and the official definitions.
  *
  * Header values and the URL's user info and query values never appear in
  * errors or logs.
@@ -63,6 +63,8 @@ export type { OtlpProtocol } from "./_otlp_encode.ts";
 
 /** Options for {@linkcode OtlpSink}. */
 export interface OtlpSinkOptions {
+  /** The sink's name in logs, metrics and routes (default "otlp"; named sinks of kevents_sinks). */
+  name?: string;
   /** The full logs URL (http or https), `/v1/logs` included; user info becomes Basic authorization. */
   url: string | URL;
   /** Encoding (default "http/protobuf"). */
@@ -110,7 +112,7 @@ function binaryBody(bytes: Uint8Array): string {
 
 /** Delivers batches to an OTLP/HTTP logs endpoint. */
 export class OtlpSink implements Sink {
-  readonly name = "otlp";
+  readonly name: string;
   readonly #splitter: SplittingSender;
 
   /** Records dropped so far (only with `onFailure: "drop"`). */
@@ -128,6 +130,7 @@ export class OtlpSink implements Sink {
   readonly #http: HttpSender;
 
   constructor(options: OtlpSinkOptions) {
+    this.name = options.name ?? "otlp";
     const url = new URL(options.url);
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new TypeError(`Cannot create the otlp sink: ${displayUrl(url)} is not an http(s) URL`);
@@ -214,7 +217,7 @@ export class OtlpSink implements Sink {
       scope: this.#scope,
       observedMs: this.#clock.now(),
     });
-    let body = await encodeLogs(otlp, this.#protocol);
+    let body = encodeLogs(otlp, this.#protocol);
     if (this.#gzip) body = await gzip(body);
     signal.throwIfAborted();
     const headers: Record<string, string> = { ...this.#headers };
@@ -229,7 +232,7 @@ export class OtlpSink implements Sink {
       signal,
       fence?.assertCurrent,
     );
-    const partial = await partialSuccessOf(answer.body, this.#protocol);
+    const partial = partialSuccessOf(answer.body, this.#protocol);
     if (partial === undefined) return;
     const said = this.#http.redact(partial.message) || "no message";
     if (partial.rejected > 0 || partial.unreadable === true) {
@@ -258,6 +261,10 @@ export class OtlpSink implements Sink {
 
 /** Options of {@linkcode createOtlpSink}. */
 export interface CreateOtlpSinkOptions {
+  /** The sink's name (default "otlp"). */
+  name?: string;
+  /** How its TLS file settings are named in errors (default "kevents_otlp": `kevents_otlp_ca_file`). */
+  settingsPrefix?: string;
   /** `k8s.cluster.name` of every record (the `cluster_name` setting). */
   clusterName?: string;
   /** Reads a TLS file as text. */
@@ -275,9 +282,18 @@ export function createOtlpSink(
   config: Config["otlp"],
   options: CreateOtlpSinkOptions,
 ): OtlpSink {
-  const tls = readTlsFiles(config, "kevents_otlp", options.readTextFile);
+  return new OtlpSink(otlpSinkOptions(config, options));
+}
+
+/** What {@linkcode createOtlpSink} builds its sink with: the TLS files are read and checked here. */
+export function otlpSinkOptions(
+  config: Config["otlp"],
+  options: CreateOtlpSinkOptions,
+): OtlpSinkOptions {
+  const tls = readTlsFiles(config, options.settingsPrefix ?? "kevents_otlp", options.readTextFile);
   const version = /^kevents\/(\S+)$/.exec(options.userAgent ?? "")?.[1];
-  return new OtlpSink({
+  return {
+    ...(options.name === undefined ? {} : { name: options.name }),
     // parseConfig refuses the otlp sink without an endpoint.
     url: config.url!,
     protocol: config.protocol,
@@ -290,5 +306,5 @@ export function createOtlpSink(
     maxAttempts: config.maxAttempts,
     ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }),
     ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }),
-  });
+  };
 }

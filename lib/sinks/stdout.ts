@@ -23,6 +23,8 @@ export interface Writer {
 export interface StdoutSinkOptions {
   /** Where to write (default Deno.stdout). */
   writer?: Writer;
+  /** The sink's name in logs, metrics and routes (default "stdout"; named sinks of kevents_sinks). */
+  name?: string;
 }
 
 const encoder = new TextEncoder();
@@ -32,12 +34,13 @@ const encoder = new TextEncoder();
  * line, and each service check as `{"serviceCheck":{...}}`.
  */
 export class StdoutSink implements Sink, ServiceCheckSink {
-  readonly name = "stdout";
+  readonly name: string;
   #writer: Writer;
   /** Settles after the last write started so far; undefined when none is in flight. */
   #tail: Promise<void> | undefined;
 
   constructor(options: StdoutSinkOptions = {}) {
+    this.name = options.name ?? "stdout";
     this.#writer = options.writer ?? Deno.stdout;
   }
 

@@ -58,6 +58,8 @@ export type WebhookFormat = "ndjson" | "json";
 
 /** Options for {@linkcode WebhookSink}. */
 export interface WebhookSinkOptions {
+  /** The sink's name in logs, metrics and routes (default "webhook"; named sinks of kevents_sinks). */
+  name?: string;
   /** Told of every request repeated after a retryable failure (metrics). */
   onRetry?: () => void;
   /** Where to POST (http or https); user info becomes a Basic Authorization header. */
@@ -100,7 +102,7 @@ export function webhookBody(batch: readonly EventRecord[], format: WebhookFormat
 
 /** Delivers batches to an HTTP(S) endpoint. */
 export class WebhookSink implements Sink {
-  readonly name = "webhook";
+  readonly name: string;
   readonly #splitter: SplittingSender;
 
   /** Records dropped so far (only with `onFailure: "drop"`). */
@@ -114,6 +116,7 @@ export class WebhookSink implements Sink {
   readonly #http: HttpSender;
 
   constructor(options: WebhookSinkOptions) {
+    this.name = options.name ?? "webhook";
     const url = new URL(options.url);
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new TypeError(

@@ -29,10 +29,12 @@ const DEFAULTS: Config = {
     requestTimeoutMs: 10_000,
   },
   checkpoint: { intervalMs: 1000, maxEvents: 500, idleIntervalMs: 60_000 },
+  checkpointLag: { eventTtlMs: 3_600_000, share: 0.5, limitMs: 1_800_000 },
   backfill: false,
   startWindowMs: 0,
   routes: {},
   sinks: ["stdout"],
+  outputs: [{ name: "stdout", type: "stdout" }],
   queueCapacity: 1000,
   batchWindowMs: 0,
   enrich: { enabled: false, requestBudget: 50, podLabelsAsTags: {}, namespaceLabelsAsTags: {} },
@@ -95,8 +97,10 @@ const LEASE_RULE = "must be an integer number of seconds greater than 30 (at mos
 const BOOL_RULE = "must be a boolean (true/false, yes/no, on/off, 1/0, t/f or y/n, in any case)";
 const LABEL_RULE = "must be a DNS-1123 label (at most 63 characters: lowercase letters, " +
   "digits and '-', starting and ending with a letter or digit)";
-const SINKS_RULE = "must be a non-empty list of distinct sink names (comma-separated, or a " +
-  'YAML list in the file), each one of "stdout", "null", "webhook", "datadog", "otlp"';
+const SINKS_RULE = "must be a non-empty list of sinks (comma-separated names, or a list: JSON " +
+  'in the environment, YAML in the file), each one of "stdout", "null", "webhook", "datadog", ' +
+  '"otlp" or a mapping with a name (lower-case letters, digits, - and _, at most 63) and a type; ' +
+  "every name used once";
 const KUBERNETES_FALSE_WARNING = 'KUBERNETES is "false": any non-empty value turns on the ' +
   "control-plane check, and event collection unless collect_kubernetes_events is set, as in " +
   "the Agent; unset it to turn them off";
@@ -337,10 +341,16 @@ const accepted: Accepted[] = [
       leaseName: "kevents.leader",
       tokenConfigMapName: "kevents-token",
       sinks: ["null", "stdout"],
+      outputs: [{ name: "null", type: "null" }, { name: "stdout", type: "stdout" }],
       checkpoint: { intervalMs: 10, maxEvents: 1_000_000, idleIntervalMs: 20 },
       queueCapacity: 1,
       backfill: true,
     },
+  },
+  {
+    name: "the event TTL and the checkpoint lag share make the lag limit",
+    input: input({ KEVENTS_EVENT_TTL_SECONDS: "7200" }, "kevents_checkpoint_lag_share: .25\n"),
+    expect: { checkpointLag: { eventTtlMs: 7_200_000, share: 0.25, limitMs: 1_800_000 } },
   },
   {
     name: "the file takes YAML booleans, numbers, quoted strings and a list of sinks",
@@ -369,6 +379,7 @@ const accepted: Accepted[] = [
       backfill: true,
       queueCapacity: 2000,
       sinks: ["null", "stdout"],
+      outputs: [{ name: "null", type: "null" }, { name: "stdout", type: "stdout" }],
       tokenConfigMapName: "kevents-token",
     },
   },
@@ -606,6 +617,27 @@ const rejected: Rejected[] = [
     input: input({ KEVENTS_CHECKPOINT_INTERVAL_MS: "9" }),
     message: 'Cannot parse kevents_checkpoint_interval_ms "9" (env ' +
       "KEVENTS_CHECKPOINT_INTERVAL_MS): must be an integer number of milliseconds from 10 to 600000",
+  },
+  {
+    name: "a checkpoint lag share in percent is refused",
+    input: input({ KEVENTS_CHECKPOINT_LAG_SHARE: "50%" }),
+    message: 'Cannot parse kevents_checkpoint_lag_share "50%" (env ' +
+      "KEVENTS_CHECKPOINT_LAG_SHARE): must be a decimal fraction from 0.01 to 1, 1 excluded " +
+      "(such as 0.5)",
+  },
+  {
+    name: "a checkpoint lag share of 1 is refused",
+    input: input({ KEVENTS_CHECKPOINT_LAG_SHARE: "1" }),
+    message: 'Cannot parse kevents_checkpoint_lag_share "1" (env ' +
+      "KEVENTS_CHECKPOINT_LAG_SHARE): must be a decimal fraction from 0.01 to 1, 1 excluded " +
+      "(such as 0.5)",
+  },
+  {
+    name: "a checkpoint lag share of 0.0 is refused",
+    input: input({ KEVENTS_CHECKPOINT_LAG_SHARE: "0.0" }),
+    message: 'Cannot parse kevents_checkpoint_lag_share "0.0" (env ' +
+      "KEVENTS_CHECKPOINT_LAG_SHARE): must be a decimal fraction from 0.01 to 1, 1 excluded " +
+      "(such as 0.5)",
   },
   {
     name: "zero checkpoint events is refused",

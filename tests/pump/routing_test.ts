@@ -1,6 +1,6 @@
 /**
- * Specification of routing (`kevents_routes`): each sink gets the events its
- * route lets through (include/exclude lists and a field selector match on
+ * Specification of routing (`kevents_routes`, and the rules of the named
+ * sinks of `kevents_sinks`): each sink gets the events its route lets through (include/exclude lists and a field selector match on
  * the event), the others are skipped for it, deliberately; the checkpoint
  * moves past what every sink acknowledged or skipped, so that across a clean
  * handover each sink gets its subset exactly once. Terms run against the
@@ -18,8 +18,10 @@ import {
 import { KubeClient, PooledKubeConfig } from "../../lib/kube/mod.ts";
 import { type EventRoute, routePredicate } from "../../lib/pump/mod.ts";
 import type { CoreV1Event } from "@kubernetes/client-node";
-import type { EventRecord, Sink } from "../../lib/sinks/mod.ts";
+import { createSinks, type EventRecord, type Sink } from "../../lib/sinks/mod.ts";
 import { polling, waitUntil, within } from "../_fake_api.ts";
+import { type Receiver, startReceiver } from "../_http_receiver.ts";
+import { flatten, type OtlpReceiver, startOtlpReceiver } from "../_otlp_receiver.ts";
 
 const BOUND_MS = 20_000;
 const NS = "default";
@@ -78,7 +80,7 @@ function configWith(routes: string): Config {
 async function term(
   server: FakeApiServer,
   config: Config,
-  sinks: Recorder[],
+  sinks: Sink[],
   transitions: number,
   until: () => boolean,
 ): Promise<void> {
@@ -147,6 +149,98 @@ Deno.test("two sinks get different subsets, each exactly once across a clean han
   assert.deepEqual(stdout.names, expected.stdout, "stdout: everything but kube-system, once");
   assert.deepEqual(webhook.names, expected.webhook, "webhook: Pod warnings, kube-system too, once");
   assert.ok(expected.webhook.length >= 3 && expected.stdout.length >= 5);
+});
+
+/** The event names a webhook receiver got (ndjson bodies), in order. */
+function webhookNames(receiver: Receiver): string[] {
+  return receiver.requests.flatMap((r) =>
+    r.body.trim().split("\n").map((line) => JSON.parse(line).event.metadata.name as string)
+  );
+}
+
+/** The event names an OTLP receiver got, in order (`k8s.event.name` of each record). */
+function otlpNames(receiver: OtlpReceiver): string[] {
+  return receiver.requests.flatMap((r) =>
+    flatten(r.decoded).map((record) => String(record.attributes["k8s.event.name"]))
+  );
+}
+
+Deno.test("named sinks of one type, each with its own rules, get their subsets once across a clean handover", async () => {
+  await using server = await startFakeApiServer();
+  await using pods = startReceiver();
+  await using nodes = startReceiver();
+  await using archive = startOtlpReceiver();
+  // Two webhooks and an OTLP sink, written as an operator would in datadog.yaml.
+  const config = parseConfig({
+    env: {
+      DD_COLLECT_KUBERNETES_EVENTS: "true",
+      KEVENTS_CHECKPOINT_INTERVAL_MS: "50",
+      KEVENTS_LEASE_DURATION_MS: "30000",
+      DD_KUBE_RESOURCES_NAMESPACE: NS,
+    },
+    file: {
+      path: "/etc/datadog-agent/datadog.yaml",
+      text: [
+        "kevents_sinks:",
+        "  - name: pod-warnings",
+        "    type: webhook",
+        `    url: ${pods.url}/hook`,
+        "    include_types: [Warning]",
+        "    match: involvedObject.kind=Pod",
+        "  - name: node-events",
+        "    type: webhook",
+        `    url: ${nodes.url}/hook`,
+        "    include_kinds: [Node]",
+        "  - name: archive",
+        "    type: otlp",
+        `    endpoint: ${archive.url}`,
+        "    compression: none",
+        "    exclude_namespaces: [kube-system]",
+        "",
+      ].join("\n"),
+    },
+  });
+  const sinks = createSinks(config);
+  assert.deepEqual(sinks.map((s) => s.name), ["pod-warnings", "node-events", "archive"]);
+  const expected = { pods: [] as string[], nodes: [] as string[], archive: [] as string[] };
+  const create = (kind: string, type: string, ns = NS) => {
+    const name = createEvent(server, kind, type, ns);
+    if (kind === "Pod" && type === "Warning") expected.pods.push(name);
+    if (kind === "Node") expected.nodes.push(name);
+    if (ns !== "kube-system") expected.archive.push(name);
+  };
+  const caughtUp = () =>
+    webhookNames(pods).length >= expected.pods.length &&
+    webhookNames(nodes).length >= expected.nodes.length &&
+    otlpNames(archive).length >= expected.archive.length;
+
+  try {
+    let started = false;
+    await term(server, config, sinks, 1, () => {
+      if (!started && server.requestLog.count({ verb: "watch", resource: "events" }) > 0) {
+        started = true;
+        create("Pod", "Warning");
+        create("Node", "Normal");
+        create("Pod", "Normal", "kube-system");
+        create("Node", "Warning");
+        create("Pod", "Warning", "kube-system");
+      }
+      return started && caughtUp();
+    });
+    create("Pod", "Warning");
+    create("Node", "Normal", "kube-system");
+    create("Pod", "Normal");
+    await term(server, config, sinks, 2, caughtUp);
+  } finally {
+    await Promise.all(sinks.map((s) => s.close()));
+  }
+
+  assert.deepEqual(webhookNames(pods), expected.pods, "pod-warnings: Pod warnings, once");
+  assert.deepEqual(webhookNames(nodes), expected.nodes, "node-events: Node events, once");
+  assert.deepEqual(otlpNames(archive), expected.archive, "archive: all but kube-system, once");
+  assert.ok(pods.requests.every((r) => r.path === "/hook"));
+  assert.ok(expected.pods.length >= 3 && expected.nodes.length >= 3);
+  assert.ok(expected.archive.length >= 5);
 });
 
 Deno.test("a route's match is a field selector on the event, evaluated by kevents", async (t) => {
