@@ -26,6 +26,7 @@ import {
   AnnotationLock,
   LeaseLock,
   type Lock,
+  observeRenewals,
   RivalLockGuard,
   rivalLocks,
   runElector,
@@ -35,7 +36,7 @@ import {
   unelectedTerm,
 } from "./election/mod.ts";
 import { Backoff, type Clock, systemClock } from "./time/mod.ts";
-import { Checkpointer, type Token } from "./checkpoint/mod.ts";
+import { Checkpointer, CheckpointLag, type Token } from "./checkpoint/mod.ts";
 import type { Config } from "./config/mod.ts";
 import { type Liveness, type Metrics, runControlPlaneCheck, serviceCheckSinks } from "./ops/mod.ts";
 import {
@@ -135,6 +136,13 @@ function newEnricher(o: CollectorOptions): Enricher | undefined {
  * everything it started has stopped.
  */
 export async function runCollector(o: CollectorOptions, signal: AbortSignal): Promise<void> {
+  // Exported by every replica, so that an alert compares the leader's lag with them.
+  const { eventTtlMs, limitMs } = o.config.checkpointLag;
+  o.metrics?.checkpointLagLimit(eventTtlMs / 1000, limitMs / 1000);
+  o.metrics?.configured({
+    leaseDurationMs: o.config.timings.leaseDurationMs,
+    watchStallLimitMs: o.config.health.watchStallLimitMs,
+  });
   if (!o.config.collectEvents && !o.config.controlPlaneCheck) {
     log.info(
       "Event collection is off (collect_kubernetes_events, DD_COLLECT_KUBERNETES_EVENTS or KUBERNETES turn it on)",
@@ -158,7 +166,8 @@ export async function runCollector(o: CollectorOptions, signal: AbortSignal): Pr
     }
     return;
   }
-  const lock = newLock(o);
+  // Every replica tells its metrics when it last saw a live leader (the no-leader alert).
+  const lock = observeRenewals(newLock(o), (at) => o.metrics?.leaseRenewalSeen(at), o.clock);
   // A second lock object, only read: the elector's lock remembers what it
   // read last as the base of its compare-and-swap, which a read on the
   // checkpointer's behalf must not move.
@@ -270,6 +279,12 @@ export async function runTerm(
   try {
     // Checked by parseConfig already: this cannot fail for a parsed Config.
     const filters = planEventFilters(o.config.eventFilters ?? NO_EVENT_FILTERS);
+    const lag = new CheckpointLag({
+      limitMs: o.config.checkpointLag.limitMs,
+      eventTtlMs: o.config.checkpointLag.eventTtlMs,
+      clock,
+    });
+    o.metrics?.checkpointLagFrom(() => lag.ms() / 1000);
     const checkpointer = new Checkpointer({
       client: o.client,
       namespace: o.config.resourcesNamespace,
@@ -286,6 +301,7 @@ export async function runTerm(
       stillLeading: context.stillLeading,
       fallback: context.position,
       metrics: o.metrics,
+      onWritten: (t) => lag.written(t),
     });
     let token;
     for (;;) {
@@ -355,8 +371,10 @@ export async function runTerm(
         onFiltered: (event) => o.observer?.filtered?.(event),
         metrics: o.metrics,
         liveness: o.liveness,
+        lag,
       }, work.signal).catch(stopOnFailure).finally(stopWriting),
       checkpointer.run(writing.signal).catch(stopOnFailure),
+      lag.watch(writing.signal),
     ]);
     work.signal.removeEventListener("abort", stopWriting);
     // The pump has stopped: write what it delivered, then the elector may release the lease.
@@ -385,6 +403,7 @@ export async function runTerm(
     // However the term ended, the check stops before the lease may be released.
     work.abort(new Error("Term over"));
     await controlPlaneCheck;
+    o.metrics?.checkpointLagFrom(() => 0);
     o.metrics?.leading(false);
     o.liveness?.leading(false);
   }

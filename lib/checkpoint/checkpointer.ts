@@ -101,6 +101,8 @@ export interface CheckpointerOptions {
   fallback?: Token;
   /** Counts writes (written, fenced, failed), heals and resets. */
   metrics?: Pick<Metrics, "checkpointWrite" | "checkpointHeal" | "checkpointReset">;
+  /** Told of every position written to the ConfigMap (not of one kept in memory). */
+  onWritten?: (token: Token) => void;
 }
 
 const log = getLogger(["kevents", "checkpoint"]);
@@ -431,7 +433,8 @@ export class Checkpointer {
         if (outcome === "written") {
           this.#written = token;
           this.#writes++;
-          this.#o.metrics?.checkpointWrite("written");
+          this.#o.metrics?.checkpointWrite("written", this.#clock.now());
+          this.#o.onWritten?.(token);
         } else if (outcome === "kept") {
           this.#written = token;
         }

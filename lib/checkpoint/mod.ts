@@ -2,7 +2,8 @@
  * The checkpoint room: the fenced `datadogtoken` ConfigMap that says up to
  * which resourceVersion every event has been delivered, so that a new
  * leader resumes where the old one stopped. See checkpointer.ts for the
- * model (fencing by compare-and-swap, healing foreign edits).
+ * model (fencing by compare-and-swap, healing foreign edits), and lag.ts
+ * for how far the written checkpoint lags behind the events read.
  *
  * @module
  */
@@ -16,3 +17,4 @@ export {
   TOKEN_TIMESTAMP,
   tokenFromData,
 } from "./checkpointer.ts";
+export { CheckpointLag, type CheckpointLagOptions, MAX_LAG_MARKS } from "./lag.ts";

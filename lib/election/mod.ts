@@ -7,6 +7,8 @@
  * AbortController and settles only after the term's work has stopped.
  * Before a candidate takes its lock, the rival-lock guard (rival_lock.ts)
  * makes sure no other election holds a same-named lock of another kind.
+ * Every replica's lock tells its metrics when it last saw a live leader
+ * (observed_lock.ts).
  *
  * @module
  */
@@ -21,6 +23,7 @@ export {
   unelectedTerm,
 } from "./elector.ts";
 export type { LeaderElectionRecord, Lock } from "./lock.ts";
+export { observeRenewals } from "./observed_lock.ts";
 export { LeaseLock } from "./lease_lock.ts";
 export { AnnotationLock, recordTimeMs } from "./annotation_lock.ts";
 export {

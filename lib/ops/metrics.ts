@@ -67,12 +67,21 @@ export class Metrics {
   readonly #latency: Histogram<"sink">;
   readonly #queueDepth: Gauge;
   readonly #checkpointWrites: Counter<"result">;
+  readonly #checkpointLastWrite: Gauge;
+  readonly #eventTtl: Gauge;
+  readonly #checkpointLagLimit: Gauge;
+  #checkpointLagRead: () => number = () => 0;
   readonly #watchRestarts: Counter<"reason">;
   readonly #relists: Counter;
   readonly #pages: Counter;
   readonly #leader: Gauge;
   readonly #terms: Counter;
   readonly #transitions: Gauge;
+  readonly #leaseDuration: Gauge;
+  readonly #watchStallLimit: Gauge;
+  #leading = false;
+  /** When a live leader was last seen (ms since the epoch; 0 never); see leaseRenewalSeen. */
+  #leaseRenewalSeenAt = 0;
   readonly #apiRequests: Counter<"verb" | "code">;
   readonly #lastWatchActivity: Gauge;
   readonly #serviceChecks: Counter<"status">;
@@ -155,6 +164,33 @@ export class Metrics {
       labelNames: ["result"],
       registers,
     });
+    this.#checkpointLastWrite = new Gauge({
+      name: `${PREFIX}checkpoint_last_write_timestamp_seconds`,
+      help: "When this replica last wrote the checkpoint (unix time); 0 before its first write",
+      registers,
+    });
+    const readLag = () => this.#checkpointLagRead();
+    new Gauge({
+      name: `${PREFIX}checkpoint_lag_seconds`,
+      help: "On the leader, how long the oldest event read but not yet covered by a written " +
+        "checkpoint has waited since it was read (0 when none); always 0 on a follower",
+      registers,
+      collect() {
+        this.set(readLag());
+      },
+    });
+    this.#eventTtl = new Gauge({
+      name: `${PREFIX}event_ttl_seconds`,
+      help: "The API server's event TTL as configured (kevents_event_ttl_seconds): events are " +
+        "deleted this long after their last update",
+      registers,
+    });
+    this.#checkpointLagLimit = new Gauge({
+      name: `${PREFIX}checkpoint_lag_limit_seconds`,
+      help: "The checkpoint lag the leader warns about: kevents_checkpoint_lag_share of the " +
+        "event TTL",
+      registers,
+    });
     this.#watchRestarts = new Counter({
       name: `${PREFIX}watch_restarts_total`,
       help: "Event watches restarted, by reason: expired (410), stale (closed at once), " +
@@ -186,6 +222,31 @@ export class Metrics {
       name: `${PREFIX}leader_transitions`,
       help: "The lock's leaderTransitions when this replica last took it",
       registers,
+    });
+    // For the alert rules (manifests/monitoring/): every replica exports the
+    // settings and the last sign of a live leader it saw, so the rules need
+    // neither literal durations nor the leader's own scrape.
+    this.#leaseDuration = new Gauge({
+      name: `${PREFIX}lease_duration_seconds`,
+      help: "The leader election's lease duration (leader_lease_duration), in seconds",
+      registers,
+    });
+    this.#watchStallLimit = new Gauge({
+      name: `${PREFIX}watch_stall_limit_seconds`,
+      help: "How long the leader's watch may receive nothing before /healthz calls it stalled " +
+        "(kevents_watch_stall_limit_seconds)",
+      registers,
+    });
+    const readRenewalSeen = () => this.#leading ? Date.now() : this.#leaseRenewalSeenAt;
+    new Gauge({
+      name: `${PREFIX}lease_observed_renew_timestamp_seconds`,
+      help: "When this replica last saw a live leader, on its clock: now while it leads; else " +
+        "its last acquire or renewal of the lock, or the last change of the lock's record " +
+        "under a holder that it read or watched; 0 before the first",
+      registers,
+      collect() {
+        this.set(readRenewalSeen() / 1000);
+      },
     });
     this.#apiRequests = new Counter({
       name: `${PREFIX}api_requests_total`,
@@ -343,9 +404,21 @@ export class Metrics {
     this.#queueDepthRead = depth;
   }
 
-  /** A checkpoint write ended. */
-  checkpointWrite(result: CheckpointResult): void {
+  /** A checkpoint write ended; one `written` at `now` (ms since the epoch, default now). */
+  checkpointWrite(result: CheckpointResult, now: number = Date.now()): void {
     this.#checkpointWrites.inc({ result });
+    if (result === "written") this.#checkpointLastWrite.set(now / 1000);
+  }
+
+  /** Reads the checkpoint lag (seconds) at every scrape; `() => 0` when not leading. */
+  checkpointLagFrom(read: () => number): void {
+    this.#checkpointLagRead = read;
+  }
+
+  /** The configured event TTL and the checkpoint lag limit, in seconds. */
+  checkpointLagLimit(eventTtlSeconds: number, limitSeconds: number): void {
+    this.#eventTtl.set(eventTtlSeconds);
+    this.#checkpointLagLimit.set(limitSeconds);
   }
 
   /** A watch was restarted. */
@@ -407,11 +480,23 @@ export class Metrics {
 
   /** This replica started leading (with the lock's transition count) or stopped. */
   leading(leading: boolean, transitions?: number): void {
+    this.#leading = leading;
     this.#leader.set(leading ? 1 : 0);
     if (leading) {
       this.#terms.inc();
       if (transitions !== undefined) this.#transitions.set(transitions);
     }
+  }
+
+  /** The lease duration and the watch stall limit this replica runs with (ms). */
+  configured(o: { leaseDurationMs: number; watchStallLimitMs: number }): void {
+    this.#leaseDuration.set(o.leaseDurationMs / 1000);
+    this.#watchStallLimit.set(o.watchStallLimitMs / 1000);
+  }
+
+  /** This replica saw a live leader at `at` (ms since the epoch): a renewal, its own or seen. */
+  leaseRenewalSeen(at: number): void {
+    this.#leaseRenewalSeenAt = Math.max(this.#leaseRenewalSeenAt, at);
   }
 
   /** An API request ended with `code` (an HTTP status, or "network"/"timeout"). */

@@ -22,6 +22,19 @@
  *    server's history), the checkpoint is lagging; when it replays nothing
  *    but deletions within a second, it is up to date.
  *
+ * The lag itself (how long the oldest event after the token has waited) is
+ * what the leader exports as `kevents_checkpoint_lag_seconds`, measured
+ * there from when it read each event. Status cannot reach the leader's
+ * `/metrics` through the kubeconfig (that would need the pod's address, or
+ * `pods/proxy` rights), so it computes the lag from the API objects: 0 when
+ * the token is current or nothing follows it; the age of the first event
+ * the watch from the token replays, from its last write as its times tell
+ * (the TTL counts from there; see _last_write.ts), so the two agree within
+ * the watch's delay and the reporter's clock; else, when a
+ * young token made the watch unnecessary or the history is gone, at most the
+ * token's age (`lagIsUpperBound`). It is shown against the configured event
+ * TTL and limit (`kevents_event_ttl_seconds`, `kevents_checkpoint_lag_share`).
+ *
  * @module
  */
 
@@ -43,6 +56,7 @@ import {
   WatchStalledError,
 } from "../kube/mod.ts";
 import { NO_EVENT_FILTERS, planEventFilters } from "../pump/mod.ts";
+import { lastWritten } from "./_last_write.ts";
 import { excerpt, formatAge } from "./status_format.ts";
 
 export { formatAge, formatStatus } from "./status_format.ts";
@@ -147,6 +161,17 @@ export interface CheckpointStatus {
    * history); null when no watch was needed.
    */
   replayFromToken: ReplayFromToken | null;
+  /**
+   * Seconds the oldest event not yet checkpointed has waited, to checkedAt:
+   * 0 when none; null when it cannot be told (see the module documentation).
+   */
+  lagSeconds: number | null;
+  /** Whether lagSeconds is only an upper bound (the token's age); null with lagSeconds. */
+  lagIsUpperBound: boolean | null;
+  /** The API server's event TTL as configured (`kevents_event_ttl_seconds`). */
+  eventTtlSeconds: number;
+  /** The lag the leader warns about: `kevents_checkpoint_lag_share` of the TTL. */
+  lagLimitSeconds: number;
 }
 
 /** Everything `kevents status` reports. */
@@ -316,7 +341,7 @@ async function replayFromToken(
     idleMs: number;
     signal?: AbortSignal;
   },
-): Promise<ReplayFromToken> {
+): Promise<{ replay: ReplayFromToken; firstEventTime?: string }> {
   // A replay of many deletions may never fall silent: the request timeout bounds it too.
   const bound = AbortSignal.timeout(client.requestTimeoutMs);
   const signal = o.signal === undefined ? bound : AbortSignal.any([o.signal, bound]);
@@ -331,17 +356,19 @@ async function replayFromToken(
     ) {
       for (const change of batch) {
         const rv = change.object.metadata.resourceVersion;
-        if (!DECIMAL.test(rv) || BigInt(rv) > o.currentRv) return "nothing";
-        if (change.type === "ADDED" || change.type === "MODIFIED") return "events";
+        if (!DECIMAL.test(rv) || BigInt(rv) > o.currentRv) return { replay: "nothing" };
+        if (change.type === "ADDED" || change.type === "MODIFIED") {
+          return { replay: "events", firstEventTime: lastWritten(change.object) };
+        }
       }
     }
     // kube-apiserver ends a watch from a compacted resourceVersion on events
     // (no watch cache) at once with nothing, instead of a 410.
-    return "expired";
+    return { replay: "expired" };
   } catch (e) {
-    if (e instanceof GoneError) return "expired";
-    if (e instanceof WatchStalledError) return "nothing";
-    if (bound.aborted && !o.signal?.aborted) return "nothing";
+    if (e instanceof GoneError) return { replay: "expired" };
+    if (e instanceof WatchStalledError) return { replay: "nothing" };
+    if (bound.aborted && !o.signal?.aborted) return { replay: "nothing" };
     throw e;
   }
 }
@@ -351,6 +378,7 @@ function checkpointStatus(
   currentRv: string,
   fieldSelector: string | undefined,
   thresholdMs: number,
+  lagLimit: Config["checkpointLag"],
 ): CheckpointStatus {
   const status: CheckpointStatus = {
     state: "unknown",
@@ -361,6 +389,10 @@ function checkpointStatus(
     lagThresholdSeconds: seconds(thresholdMs),
     tokenOlderThanThreshold: null,
     replayFromToken: null,
+    lagSeconds: null,
+    lagIsUpperBound: null,
+    eventTtlSeconds: seconds(lagLimit.eventTtlMs),
+    lagLimitSeconds: seconds(lagLimit.limitMs),
   };
   const rv = token.resourceVersion;
   if (rv === null) {
@@ -372,6 +404,8 @@ function checkpointStatus(
   if (rv === currentRv) {
     status.state = "up-to-date";
     status.reason = "the token is the current resourceVersion";
+    status.lagSeconds = 0;
+    status.lagIsUpperBound = false;
     return status;
   }
   if (!DECIMAL.test(rv) || !DECIMAL.test(currentRv)) {
@@ -393,6 +427,9 @@ function checkpointStatus(
     status.reason = `the last checkpointed event is ${
       formatAge(token.ageSeconds!)
     } old, within the ${formatAge(status.lagThresholdSeconds)} threshold`;
+    // What came after the token came after its event.
+    status.lagSeconds = Math.max(0, token.ageSeconds!);
+    status.lagIsUpperBound = true;
   }
   return status;
 }
@@ -441,7 +478,13 @@ export async function readStatus(
   // Judged once the reads are done, so no age is measured to a time before its read.
   const now = options.now ?? Date.now();
   const token = tokenStatus(tokenObject, cm, now);
-  let checkpoint = checkpointStatus(token, page.resourceVersion, fieldSelector, thresholdMs);
+  let checkpoint = checkpointStatus(
+    token,
+    page.resourceVersion,
+    fieldSelector,
+    thresholdMs,
+    config.checkpointLag,
+  );
   // Still undecided with comparable versions, the token behind: only a replay can tell.
   if (
     checkpoint.state === "unknown" && checkpoint.resourceVersionsAheadOfToken !== null &&
@@ -459,7 +502,8 @@ export async function readStatus(
         }),
       signal,
     );
-    checkpoint = judgeReplay(checkpoint, token, replay);
+    checkpoint = judgeReplay(checkpoint, token, replay.replay);
+    checkpoint = { ...checkpoint, ...replayLag(replay, token, now) };
   }
   const lockState = lockStatus(kind, lock.describe(), record, now);
   if (lockProblem !== undefined) {
@@ -510,6 +554,22 @@ function judgeReplay(
           `no event after the token (${since}; other writes moved the cluster-wide resourceVersion)`,
       };
   }
+}
+
+/** The lag a replay from the token tells: see the module documentation. */
+function replayLag(
+  { replay, firstEventTime }: { replay: ReplayFromToken; firstEventTime?: string },
+  token: TokenStatus,
+  now: number,
+): Pick<CheckpointStatus, "lagSeconds" | "lagIsUpperBound"> {
+  if (replay === "nothing") return { lagSeconds: 0, lagIsUpperBound: false };
+  const first = normalTime(firstEventTime);
+  if (replay === "events" && first !== undefined) {
+    return { lagSeconds: Math.max(0, seconds(now - first.ms)), lagIsUpperBound: false };
+  }
+  return token.ageSeconds === null
+    ? { lagSeconds: null, lagIsUpperBound: null }
+    : { lagSeconds: Math.max(0, token.ageSeconds), lagIsUpperBound: true };
 }
 
 /** The server URL without user information. */

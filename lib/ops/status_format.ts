@@ -22,6 +22,11 @@ export function formatAge(secondsValue: number): string {
   return `${sign}${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/** A duration as formatAge writes it, without a zero last part: "1h", "2m", "1h30m", "42s". */
+export function formatSpan(secondsValue: number): string {
+  return formatAge(secondsValue).replace(/(\d[dhm])0[hms]$/, "$1");
+}
+
 function when(time: string | null, age: number | null): string {
   if (time === null) return "-";
   if (age === null) return time;
@@ -112,7 +117,22 @@ function checkpointRows(c: CheckpointStatus): [string, string][] {
   return [
     ["Current RV", `${c.currentResourceVersion}${ahead}`],
     ["Checkpoint", `${verdict}: ${c.reason}`],
+    ["Checkpoint lag", lagText(c)],
   ];
+}
+
+/** "42s (1% of the 1h event TTL, limit 50%)", or "at most ..." when only a bound is known. */
+function lagText(c: CheckpointStatus): string {
+  const ttl = formatSpan(c.eventTtlSeconds);
+  const limit = `${Math.round((100 * c.lagLimitSeconds) / c.eventTtlSeconds)}%`;
+  if (c.lagSeconds === null) return `unknown (event TTL ${ttl}, limit ${limit})`;
+  const share = `${Math.round((100 * c.lagSeconds) / c.eventTtlSeconds)}% of the ${ttl} event TTL`;
+  const bound = c.lagIsUpperBound ? "at most " : "";
+  // Over the limit only when measured: a bound proves nothing.
+  return c.lagSeconds > c.lagLimitSeconds && !c.lagIsUpperBound
+    ? `${formatSpan(c.lagSeconds)} (${share}, over the ${limit} limit: a handover now ` +
+      "may lose the events the API server deletes first)"
+    : `${bound}${formatSpan(c.lagSeconds)} (${share}, limit ${limit})`;
 }
 
 /** Renders a status as an aligned table for people ("text") or one JSON object ("json"). */

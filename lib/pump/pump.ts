@@ -5,8 +5,8 @@
  * Two loops share a bounded queue. The reader lists and watches and pushes
  * each change into the queue, waiting when it is full, so that slow sinks
  * stop it from reading the socket rather than making memory grow. The
- * deliverer takes batches off the queue, sends them to every sink, and then
- * acknowledges the batch's position to the checkpointer.
+ * deliverer (_deliver.ts) takes batches off the queue, sends them to every
+ * sink, and then acknowledges the batch's position to the checkpointer.
  *
  * Where it resumes: from the token's resourceVersion; without a token, from
  * "now" (a full paginated list for the current resourceVersion; its items
@@ -35,7 +35,7 @@
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { getLogger } from "@logtape/logtape";
 import { Backoff, type Clock, systemClock } from "../time/mod.ts";
-import type { Token } from "../checkpoint/mod.ts";
+import type { CheckpointLag, Token } from "../checkpoint/mod.ts";
 import {
   BadRequestError,
   EVENTS,
@@ -48,10 +48,9 @@ import {
   UnauthorizedError,
   WatchStalledError,
 } from "../kube/mod.ts";
-import { ShutdownBudgetError } from "../election/mod.ts";
 import { EVENT_FIELDS, eventTime, recordKey, WatchedRecord } from "./event_record.ts";
-import { BoundedQueue, gather } from "./_queue.ts";
-import { sendWithRetry } from "./_send.ts";
+import { BoundedQueue } from "./_queue.ts";
+import { deliverLoop } from "./_deliver.ts";
 import {
   firstListChoice,
   historyGone,
@@ -106,7 +105,7 @@ export interface PumpOptions {
   /**
    * After the stop signal, a send in flight may finish for this long
    * (default 2000 ms); none when the signal's reason is a
-   * {@linkcode ShutdownBudgetError}.
+   * `ShutdownBudgetError` (lib/election).
    */
   stopGraceMs?: number;
   /**
@@ -139,6 +138,8 @@ export interface PumpOptions {
   metrics?: Metrics;
   /** Told of every sign of life of the list and watch, for `/healthz`. */
   liveness?: Pick<Liveness, "activity" | "waitingOnSinks">;
+  /** Told of each event read for delivery and of what each acknowledged position covers. */
+  lag?: Pick<CheckpointLag, "read" | "count" | "acknowledged">;
 }
 
 export interface Item {
@@ -152,6 +153,11 @@ export interface Item {
    * delivered; undefined while there is no position yet (a backfill).
    */
   token: Token | undefined;
+  /**
+   * How many of the events read for delivery `token` covers
+   * ({@linkcode CheckpointLag}); 0 without `lag`.
+   */
+  covers: number;
 }
 
 const log = getLogger(["kevents", "pump"]);
@@ -231,90 +237,6 @@ function isOwnFailure(e: unknown): boolean {
   return e instanceof WatchFailingError;
 }
 
-async function deliverLoop(
-  o: PumpOptions,
-  queue: BoundedQueue<Item>,
-  signal: AbortSignal,
-): Promise<void> {
-  const grace = o.stopGraceMs ?? 2000;
-  const clock = o.clock ?? systemClock;
-  const backoff = new Backoff({ clock, random: o.random, initialMs: 500 });
-  // A send in flight when the term ends may finish within the grace period,
-  // so that what reached the sink is also acknowledged; then it is cut. One
-  // controller for the whole loop: per-batch controllers and their abort
-  // errors cost a sixth of the pump's time in profiles. A spent shutdown
-  // budget cuts at once: the grace is already over.
-  const hard = new AbortController();
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  const onAbort = () => {
-    if (signal.reason instanceof ShutdownBudgetError) hard.abort(signal.reason);
-    else graceTimer = setTimeout(() => hard.abort(signal.reason), grace);
-  };
-  if (signal.aborted) onAbort();
-  else signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    for (;;) {
-      let items: Item[];
-      try {
-        items = await queue.take(o.batchSize ?? 500, signal);
-      } catch {
-        return; // Stopped while idle: nothing in flight.
-      }
-      if (items.length === 0) return; // Drained: the reader stopped and the queue is empty.
-      const windowMs = o.batchWindowMs ?? 0;
-      if (windowMs > 0 && items.length < (o.batchSize ?? 500)) {
-        await gather(queue, items, o.batchSize ?? 500, windowMs, clock, o.drain, signal);
-      }
-      const records: EventRecord[] = [];
-      const delivering: Item[] = [];
-      for (const item of items) {
-        if (item.record === undefined) continue;
-        records.push(item.record);
-        delivering.push(item);
-      }
-      if (records.length > 0) {
-        try {
-          // Within its request and time budgets; it degrades to fewer tags,
-          // never fails a batch. A drain sends what it holds at once.
-          if (o.drain?.aborted !== true) await o.enrich?.(records, hard.signal);
-          await Promise.all(
-            o.sinks.map((sink) => {
-              const route = o.routes?.get(sink.name);
-              if (route === undefined) {
-                return sendWithRetry(sink, records, delivering, hard.signal, backoff, o);
-              }
-              // Deliberately skipped records are passed like acknowledged ones.
-              const mine = delivering.filter((i) => route(i.record!));
-              if (mine.length === 0) return Promise.resolve();
-              const subset = mine.map((i) => i.record!);
-              return sendWithRetry(sink, subset, mine, hard.signal, backoff, o);
-            }),
-          );
-        } catch (e) {
-          if (!hard.signal.aborted) throw e;
-          if (hard.signal.reason instanceof ShutdownBudgetError) {
-            o.metrics?.shutdownCut(records.length);
-            log.warn(
-              "The shutdown budget cut a send of {n} events: the next leader delivers them again",
-              { n: records.length },
-            );
-          }
-          return; // Not acknowledged: the next leader delivers it again.
-        }
-        // Delivered: the next failure starts its backoff from the beginning.
-        backoff.reset();
-        o.onDelivered?.(records);
-      }
-      const at = items[items.length - 1]!.token;
-      if (at !== undefined) o.acknowledge(at, records.length);
-      if (signal.aborted) return;
-    }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-    clearTimeout(graceTimer);
-  }
-}
-
 async function readLoop(
   o: PumpOptions,
   queue: BoundedQueue<Item>,
@@ -325,7 +247,7 @@ async function readLoop(
   const timeoutSeconds = o.watchTimeoutSeconds ?? 300;
   let token = o.token;
   let lastEventTs = token?.timestamp;
-  const { metrics, liveness } = o;
+  const { metrics, liveness, lag } = o;
   /** Since when (our clock) every list/watch failed with an unmendable error; undefined when the last one worked. */
   let failingSince: number | undefined;
   /**
@@ -364,6 +286,8 @@ async function readLoop(
     let delivered = 0;
     let items = 0;
     let lastProgress = clock.now();
+    // What `ackAt` covers: what was read before this list.
+    const covered = lag?.count ?? 0;
     metrics?.relist();
     do {
       const page = await o.client.list<CoreV1Event>(EVENTS, {
@@ -373,6 +297,7 @@ async function readLoop(
         signal,
       });
       listRv ??= page.resourceVersion;
+      const arrived = clock.now();
       pages++;
       items += page.items.length;
       metrics?.listPage();
@@ -394,9 +319,11 @@ async function readLoop(
           continue;
         }
         delivered++;
+        lag?.read(arrived);
         // Until the whole list is delivered, the checkpoint stays where it
         // was: items come in key order, not in resourceVersion order.
-        await push({ record: recordOf("ADDED", e), type: e.type, time: ts, token: ackAt });
+        const record = recordOf("ADDED", e);
+        await push({ record, type: e.type, time: ts, token: ackAt, covers: covered });
       }
       continueToken = page.continueToken;
     } while (continueToken !== undefined);
@@ -406,7 +333,7 @@ async function readLoop(
       delivered,
     });
     const at = { resourceVersion: listRv!, timestamp: lastEventTs };
-    await push({ token: at });
+    await push({ token: at, covers: lag?.count ?? 0 });
     return at;
   };
 
@@ -465,6 +392,7 @@ async function readLoop(
         })
       ) {
         liveness?.activity();
+        const arrived = clock.now();
         // Counted per batch: a labelled counter per event is measurable at 50,000 events/s.
         const byType = { Normal: 0, Warning: 0, other: 0 };
         for (const ev of batch) {
@@ -479,10 +407,12 @@ async function readLoop(
             if (!accepted) rejected(ev.object);
             if (time !== undefined) lastEventTs = time;
             token = { resourceVersion: ev.resourceVersion, timestamp: lastEventTs };
-            item = accepted ? { record, type: eventType, time, token } : { token };
+            item = accepted
+              ? { record, type: eventType, time, token, covers: lag?.read(arrived) ?? 0 }
+              : { token, covers: lag?.count ?? 0 };
           } else {
             token = { resourceVersion: ev.resourceVersion, timestamp: lastEventTs };
-            item = { token };
+            item = { token, covers: lag?.count ?? 0 };
           }
           // BOOKMARK, DELETED and filtered events move the position without delivering anything.
           // The hot path: no promise per event while the queue has room.

@@ -38,8 +38,10 @@ const WITHOUT_LEASES: PolicyRule[] = [
   { verbs: ["list", "watch"], apiGroups: [""], resources: ["events"] },
 ];
 
-function start(): Promise<FakeApiServer> {
+/** A fake API server; `now` is its clock (creationTimestamp), the real one by default. */
+function start(now?: () => number): Promise<FakeApiServer> {
   return startFakeApiServer({
+    ...(now === undefined ? {} : { now }),
     users: [
       { name: "admin", token: ADMIN_TOKEN },
       { name: "viewer", token: VIEWER_TOKEN, rules: WITHOUT_LEASES },
@@ -233,6 +235,111 @@ Deno.test("whether the checkpoint lags", async (t) => {
   });
 
   await t.step(
+    "the lag is the age of the first event after the token, shown against the event TTL",
+    async () => {
+      const now = Date.parse("2026-03-01T12:00:00Z");
+      // The API server's clock when each event is created.
+      let serverNow = now - 60 * 60_000;
+      await using server = await start(() => serverNow);
+      const client = clientFor(server);
+      try {
+        const rv = await currentRv(client);
+        await writeToken(client, { [TOKEN_KEY]: rv, [TOKEN_TIMESTAMP]: "2026-03-01T11:00:00Z" });
+        const at = (minutesAgo: number) => new Date(now - minutesAgo * 60_000).toISOString();
+        // The first event after the token waited 40 minutes; a later one 5.
+        serverNow = now - 40 * 60_000;
+        await client.create(EVENTS, NS, coreEvent(NS, "web-6.f", { lastTimestamp: at(40) }));
+        serverNow = now - 5 * 60_000;
+        await client.create(EVENTS, NS, coreEvent(NS, "web-7.g", { lastTimestamp: at(5) }));
+        let status = await readStatus(client, configWith(), { now });
+        assert.equal(status.checkpoint.state, "lagging");
+        assert.equal(status.checkpoint.lagSeconds, 2400);
+        assert.equal(status.checkpoint.lagIsUpperBound, false);
+        assert.equal(status.checkpoint.eventTtlSeconds, 3600);
+        assert.equal(status.checkpoint.lagLimitSeconds, 1800);
+        assert.match(
+          formatStatus(status, "text"),
+          /^Checkpoint lag\s+40m \(67% of the 1h event TTL, over the 50% limit: a handover now may lose the events the API server deletes first\)$/m,
+        );
+
+        const longer = configWith({
+          KEVENTS_EVENT_TTL_SECONDS: "14400",
+          KEVENTS_CHECKPOINT_LAG_SHARE: "0.25",
+        });
+        status = await readStatus(client, longer, { now });
+        assert.equal(status.checkpoint.lagLimitSeconds, 3600);
+        assert.match(
+          formatStatus(status, "text"),
+          /^Checkpoint lag\s+40m \(17% of the 4h event TTL, limit 25%\)$/m,
+        );
+      } finally {
+        await client.close();
+      }
+    },
+  );
+
+  await t.step(
+    "the lag counts from an event's last write, which the API server's TTL counts from: " +
+      "a series' last observation, not its first",
+    async () => {
+      const now = Date.parse("2026-03-01T12:00:00Z");
+      let serverNow = now - 5 * 3_600_000;
+      await using server = await start(() => serverNow);
+      const client = clientFor(server);
+      const at = (minutesAgo: number) => new Date(now - minutesAgo * 60_000).toISOString();
+      try {
+        const rv = await currentRv(client);
+        await writeToken(client, { [TOKEN_KEY]: rv, [TOKEN_TIMESTAMP]: at(300) });
+        // An events.k8s.io series as core/v1 shows it: first seen 5 hours ago
+        // (eventTime), last seen 3 minutes ago, no lastTimestamp; created
+        // (first written) 5 hours ago and last written with the observation.
+        await client.create(
+          EVENTS,
+          NS,
+          coreEvent(NS, "web-8.h", {
+            eventTime: new Date(now - 5 * 3_600_000).toISOString().replace("Z", "000Z"),
+            series: { count: 40, lastObservedTime: at(3) },
+            reportingComponent: "kubelet",
+            reportingInstance: "node-1",
+            action: "Pulling",
+          }),
+        );
+        let status = await readStatus(client, configWith(), { now });
+        assert.equal(status.checkpoint.state, "lagging", status.checkpoint.reason);
+        assert.equal(status.checkpoint.lagSeconds, 180);
+        assert.equal(status.checkpoint.lagIsUpperBound, false);
+        assert.match(formatStatus(status, "text"), /^Checkpoint lag\s+3m \(5% of the 1h /m);
+
+        // A manager's later write (the API server's clock) counts too.
+        await client.patch(CONFIGMAPS, NS, TOKEN_CM, {
+          data: { [TOKEN_KEY]: await currentRv(client), [TOKEN_TIMESTAMP]: at(3) },
+        });
+        serverNow = now - 60 * 60_000;
+        await client.create(
+          EVENTS,
+          NS,
+          coreEvent(NS, "web-9.i", {
+            lastTimestamp: at(60),
+            metadata: {
+              name: "web-9.i",
+              namespace: NS,
+              managedFields: [
+                { manager: "kubelet", operation: "Update", apiVersion: "v1", time: at(60) },
+                { manager: "labeller", operation: "Update", apiVersion: "v1", time: at(2) },
+              ],
+            },
+          }),
+        );
+        status = await readStatus(client, configWith(), { now });
+        assert.equal(status.checkpoint.state, "lagging", status.checkpoint.reason);
+        assert.equal(status.checkpoint.lagSeconds, 120);
+      } finally {
+        await client.close();
+      }
+    },
+  );
+
+  await t.step(
     "an old token in a quiet cluster is up to date, whatever else was written",
     async () => {
       await using server = await start();
@@ -244,6 +351,8 @@ Deno.test("whether the checkpoint lags", async (t) => {
         const status = await readStatus(client, configWith(), { replayIdleMs: 300 });
         assert.equal(status.checkpoint.state, "up-to-date", status.checkpoint.reason);
         assert.equal(status.checkpoint.replayFromToken, "nothing");
+        assert.equal(status.checkpoint.lagSeconds, 0);
+        assert.match(formatStatus(status, "text"), /^Checkpoint lag\s+0s \(0% of the 1h /m);
         assert.ok(status.checkpoint.resourceVersionsAheadOfToken! >= 2);
       } finally {
         await client.close();
@@ -259,9 +368,17 @@ Deno.test("whether the checkpoint lags", async (t) => {
       await writeToken(client, { [TOKEN_KEY]: rv, [TOKEN_TIMESTAMP]: anHourAgo });
       await createEvent(client, "web-3.c");
       server.compactNow();
-      const status = await readStatus(client, configWith());
+      const now = Date.parse(anHourAgo) + 3_600_000;
+      const status = await readStatus(client, configWith(), { now });
       assert.equal(status.checkpoint.state, "lagging");
       assert.equal(status.checkpoint.replayFromToken, "expired");
+      // Whatever followed the token is younger than the token's event.
+      assert.equal(status.checkpoint.lagSeconds, 3600);
+      assert.equal(status.checkpoint.lagIsUpperBound, true);
+      assert.match(
+        formatStatus(status, "text"),
+        /^Checkpoint lag\s+at most 1h \(100% of the 1h event TTL, limit 50%\)$/m,
+      );
     } finally {
       await client.close();
     }
@@ -281,6 +398,8 @@ Deno.test("whether the checkpoint lags", async (t) => {
         assert.equal(status.checkpoint.tokenOlderThanThreshold, false);
         assert.equal(status.checkpoint.replayFromToken, null);
         assert.equal(server.requestLog.count({ verb: "watch" }), 0);
+        assert.equal(status.checkpoint.lagIsUpperBound, true);
+        assert.equal(status.checkpoint.lagSeconds, status.token.ageSeconds);
       } finally {
         await client.close();
       }
@@ -317,6 +436,8 @@ Deno.test("whether the checkpoint lags", async (t) => {
       assert.equal(status.checkpoint.currentResourceVersion, status.token.resourceVersion);
       assert.equal(status.checkpoint.state, "up-to-date");
       assert.equal(status.checkpoint.replayFromToken, null);
+      assert.equal(status.checkpoint.lagSeconds, 0);
+      assert.equal(status.checkpoint.lagIsUpperBound, false);
     } finally {
       await client.close();
     }
@@ -332,6 +453,11 @@ Deno.test("whether the checkpoint lags", async (t) => {
       assert.equal(status.checkpoint.state, "unknown");
       assert.equal(status.checkpoint.resourceVersionsAheadOfToken, null);
       assert.match(status.checkpoint.reason, /not decimal integers/);
+      assert.equal(status.checkpoint.lagSeconds, null);
+      assert.match(
+        formatStatus(status, "text"),
+        /^Checkpoint lag\s+unknown \(event TTL 1h, limit 50%\)$/m,
+      );
     } finally {
       await client.close();
     }
@@ -461,6 +587,10 @@ function assertShape(json: Status): void {
     "lagThresholdSeconds",
     "tokenOlderThanThreshold",
     "replayFromToken",
+    "lagSeconds",
+    "lagIsUpperBound",
+    "eventTtlSeconds",
+    "lagLimitSeconds",
   ]);
   assert.match(json.checkedAt, RFC3339);
 }
