@@ -28,6 +28,7 @@ import { Metrics } from "../../lib/ops/metrics.ts";
 import { NullSink } from "../../lib/sinks/null.ts";
 import { eventually, type Json } from "../_fake_api.ts";
 import { commandSucceeds } from "../_process.ts";
+import { metricNames } from "./_promql.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 const MONITORING = `${ROOT}manifests/monitoring`;
@@ -309,33 +310,6 @@ Deno.test("every alert has a severity, a summary, a description and a runbook se
   }
   assert.deepEqual(sections.sort(), rules.map((r) => anchor(r.alert)).sort(), "no stray section");
 });
-
-const PROMQL_KEYWORDS = new Set([
-  "and",
-  "or",
-  "unless",
-  "by",
-  "without",
-  "on",
-  "ignoring",
-  "group_left",
-  "group_right",
-  "offset",
-  "bool",
-]);
-
-/** The metric names a PromQL expression reads (not functions, keywords, labels or durations). */
-function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, "")
-    .replace(/\{[^}]*\}/g, "")
-    .replace(/\[[^\]]*\]/g, "")
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "");
-  const names = [...bare.matchAll(/(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:]|\s*\()/g)].map((m) =>
-    m[1]!
-  );
-  return names.filter((n) => !PROMQL_KEYWORDS.has(n) && !/^\d/.test(n));
-}
 
 Deno.test("every metric the rules read is one kevents exports on /metrics", async () => {
   const metrics = new Metrics();

@@ -23,6 +23,7 @@ import { Metrics, startHealthServer } from "../../lib/ops/mod.ts";
 import type { EventRecord, Sink } from "../../lib/sinks/mod.ts";
 import { commandSucceeds } from "../_process.ts";
 import { coreEvent, eventually, within } from "../_fake_api.ts";
+import { metricNames } from "./_promql.ts";
 
 const DASHBOARD = new URL("../../dashboards/kevents.json", import.meta.url);
 const PODMONITOR = new URL("../../manifests/monitoring/podmonitor.yaml", import.meta.url);
@@ -41,48 +42,6 @@ if (!HAVE_PROMTOOL) {
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-/** Words of PromQL that are not metric names when they stand without a parenthesis. */
-const KEYWORDS = new Set([
-  "by",
-  "without",
-  "on",
-  "ignoring",
-  "group_left",
-  "group_right",
-  "bool",
-  "and",
-  "or",
-  "unless",
-  "offset",
-  "atan2",
-  "inf",
-  "nan",
-]);
-
-/**
- * The metric names a PromQL expression reads: identifiers outside label
- * matchers, strings, ranges, grouping label lists and Grafana variables,
- * not followed by `(` (functions and aggregations), not keywords.
- */
-function metricNames(expr: string): string[] {
-  const text = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, " ")
-    .replace(/\{[^}]*\}/g, " ")
-    .replace(/\[[^\]]*\]/g, " ")
-    .replace(/\$\{[^}]*\}|\$\w+/g, " ")
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ");
-  const names = new Set<string>();
-  // Numbers and durations (0.99, 1e3, 1h30m) are one token starting with a digit or a dot.
-  const tokens = /[a-zA-Z_:][a-zA-Z0-9_:]*|\.?\d[\w.]*|\S/g;
-  for (const m of text.matchAll(tokens)) {
-    const word = m[0];
-    if (!/^[a-zA-Z_:]/.test(word) || KEYWORDS.has(word.toLowerCase())) continue;
-    const after = text.slice(m.index + word.length).trimStart();
-    if (!after.startsWith("(")) names.add(word);
-  }
-  return [...names].sort();
-}
 
 /**
  * The metric selectors of a PromQL expression that do not filter on
