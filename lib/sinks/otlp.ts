@@ -39,7 +39,8 @@ import { SplittingSender } from "./_split_send.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/mod.ts";
 import { type Clock, systemClock } from "../time/mod.ts";
-import { displayUrl, HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+import { HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+import { fencedHeaders, httpTarget } from "./_http_target.ts";
 import {
   CONTENT_TYPES,
   encodeLogs,
@@ -49,11 +50,9 @@ import {
 } from "./_otlp_encode.ts";
 import { logRecords, type OtlpScope } from "./_otlp_records.ts";
 import { readTlsFiles } from "./_tls_files.ts";
-import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
 import {
   type EventRecord,
   type Fence,
-  FENCE_HEADERS,
   type SendOptions,
   type SendResult,
   type Sink,
@@ -131,10 +130,6 @@ export class OtlpSink implements Sink {
 
   constructor(options: OtlpSinkOptions) {
     this.name = options.name ?? "otlp";
-    const url = new URL(options.url);
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new TypeError(`Cannot create the otlp sink: ${displayUrl(url)} is not an http(s) URL`);
-    }
     this.#protocol = options.protocol ?? "http/protobuf";
     this.#gzip = (options.compression ?? "gzip") === "gzip";
     this.#onFailure = options.onFailure ?? "retry";
@@ -147,34 +142,15 @@ export class OtlpSink implements Sink {
     this.#clock = options.clock ?? systemClock;
     this.#clusterName = options.clusterName;
     this.#scope = options.scope ?? { name: "kevents" };
-    // Any configured header may carry a credential (an API key, a tenant
-    // token), whatever its name, and so may the URL's query values.
-    const secrets: string[] = urlSecrets(url);
-    const headers: Record<string, string> = {
-      "Content-Type": CONTENT_TYPES[this.#protocol],
-      "User-Agent": options.userAgent ?? "kevents",
-    };
-    const set = (name: string, value: string) => {
-      for (const k of Object.keys(headers)) {
-        if (k.toLowerCase() === name.toLowerCase()) delete headers[k];
-      }
-      headers[name] = value;
-      if (isSecretHeader(name)) secrets.push(value);
-    };
-    if (url.username !== "" || url.password !== "") {
-      const user = decodeURIComponent(url.username);
-      const password = decodeURIComponent(url.password);
-      secrets.push(user, password, url.username, url.password);
-      set("Authorization", `Basic ${btoa(`${user}:${password}`)}`);
-      url.username = "";
-      url.password = "";
-    }
-    for (const [name, value] of Object.entries(options.headers ?? {})) {
-      secrets.push(value);
-      set(name, value);
-    }
-    // After the user's headers: the body is gzipped whatever they say.
-    if (this.#gzip) set("Content-Encoding", "gzip");
+    const { url, headers, secrets } = httpTarget("otlp", options.url, {
+      defaults: {
+        "Content-Type": CONTENT_TYPES[this.#protocol],
+        "User-Agent": options.userAgent ?? "kevents",
+      },
+      ...(options.headers === undefined ? {} : { headers: options.headers }),
+      // After the user's headers: the body is gzipped whatever they say.
+      ...(this.#gzip ? { overrides: { "Content-Encoding": "gzip" } } : {}),
+    });
     this.#url = url;
     this.#headers = headers;
     this.#http = new HttpSender({
@@ -220,15 +196,10 @@ export class OtlpSink implements Sink {
     let body = encodeLogs(otlp, this.#protocol);
     if (this.#gzip) body = await gzip(body);
     signal.throwIfAborted();
-    const headers: Record<string, string> = { ...this.#headers };
-    if (fence !== undefined) {
-      headers[FENCE_HEADERS.holder] = fence.holder;
-      headers[FENCE_HEADERS.token] = String(fence.token);
-    }
     const answer = await this.#http.post(
       this.#url,
       binaryBody(body),
-      headers,
+      fencedHeaders(this.#headers, fence),
       signal,
       fence?.assertCurrent,
     );

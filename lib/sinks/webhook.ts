@@ -40,14 +40,13 @@
 import { SplittingSender } from "./_split_send.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Clock } from "../time/mod.ts";
-import { displayUrl, HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
-import { isSecretHeader, urlSecrets } from "../ops/mod.ts";
+import { HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+import { fencedHeaders, httpTarget } from "./_http_target.ts";
 import {
   enrichmentJson,
   eventJson,
   type EventRecord,
   type Fence,
-  FENCE_HEADERS,
   type SendOptions,
   type SendResult,
   type Sink,
@@ -117,12 +116,6 @@ export class WebhookSink implements Sink {
 
   constructor(options: WebhookSinkOptions) {
     this.name = options.name ?? "webhook";
-    const url = new URL(options.url);
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new TypeError(
-        `Cannot create the webhook sink: ${displayUrl(url)} is not an http(s) URL`,
-      );
-    }
     this.#format = options.format ?? "ndjson";
     this.#onFailure = options.onFailure ?? "retry";
     this.#splitter = new SplittingSender({
@@ -131,37 +124,17 @@ export class WebhookSink implements Sink {
       post: (records, signal, fence) => this.#post(records, signal, fence),
       log,
     });
-    // Any configured header may carry a credential, whatever its name, and so
-    // may the URL's query values (?token=...): none of them reaches a message.
-    const secrets: string[] = urlSecrets(url);
-    const headers: Record<string, string> = {
-      "Content-Type": this.#format === "json" ? "application/json" : "application/x-ndjson",
-      "User-Agent": options.userAgent ?? "kevents",
-    };
-    // Header names are case-insensitive: a user's "content-type" replaces the default.
-    const set = (name: string, value: string) => {
-      for (const k of Object.keys(headers)) {
-        if (k.toLowerCase() === name.toLowerCase()) delete headers[k];
-      }
-      headers[name] = value;
-      if (isSecretHeader(name)) secrets.push(value);
-    };
-    if (url.username !== "" || url.password !== "") {
-      const user = decodeURIComponent(url.username);
-      const password = decodeURIComponent(url.password);
-      secrets.push(user, password, url.username, url.password);
-      set("Authorization", `Basic ${btoa(`${user}:${password}`)}`);
-      url.username = "";
-      url.password = "";
-    }
-    for (const [name, value] of Object.entries(options.headers ?? {})) {
-      secrets.push(value);
-      set(name, value);
-    }
-    if (options.bearerToken !== undefined) {
-      secrets.push(options.bearerToken);
-      set("Authorization", `Bearer ${options.bearerToken}`);
-    }
+    const { url, headers, secrets } = httpTarget("webhook", options.url, {
+      defaults: {
+        "Content-Type": this.#format === "json" ? "application/json" : "application/x-ndjson",
+        "User-Agent": options.userAgent ?? "kevents",
+      },
+      ...(options.headers === undefined ? {} : { headers: options.headers }),
+      ...(options.bearerToken === undefined ? {} : {
+        overrides: { Authorization: `Bearer ${options.bearerToken}` },
+        overrideSecrets: [options.bearerToken],
+      }),
+    });
     this.#url = url;
     this.#headers = headers;
     this.#http = new HttpSender({
@@ -199,12 +172,8 @@ export class WebhookSink implements Sink {
     signal: AbortSignal,
     fence: Fence | undefined,
   ): Promise<void> {
-    const headers: Record<string, string> = { ...this.#headers };
+    const headers = fencedHeaders(this.#headers, fence);
     if (records.length === 1) headers["Idempotency-Key"] = records[0]!.key;
-    if (fence !== undefined) {
-      headers[FENCE_HEADERS.holder] = fence.holder;
-      headers[FENCE_HEADERS.token] = String(fence.token);
-    }
     await this.#http.post(
       this.#url,
       webhookBody(records, this.#format),
