@@ -86,6 +86,51 @@ export interface HttpSenderOptions {
   proxy?: string;
 }
 
+/** What every HTTP sink (webhook, Datadog, OTLP) takes about sending, beside its own options. */
+export interface HttpSinkOptions {
+  /** Told of every request repeated after a retryable failure (metrics). */
+  onRetry?: () => void;
+  /** TLS settings (PEM texts). */
+  tls?: HttpTlsOptions;
+  /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
+  onFailure?: OnFailure;
+  /** Attempts per send before it fails (default 5). */
+  maxAttempts?: number;
+  /** Longest total wait between the attempts of one send, in ms (default 30000). */
+  maxRetryMs?: number;
+  /** First backoff wait, in ms (default 250). */
+  initialBackoffMs?: number;
+  /** Bound of each attempt, in ms (default 10000). */
+  requestTimeoutMs?: number;
+  /** User-Agent header (default "kevents"). */
+  userAgent?: string;
+  clock?: Clock;
+  random?: () => number;
+}
+
+/** The HttpSender of a sink labelled `label` ("Webhook", "OTLP", "Datadog") with `options`. */
+export function httpSenderFor(
+  label: string,
+  options: HttpSinkOptions,
+  more: { secrets: readonly string[]; proxy?: string },
+): HttpSender {
+  return new HttpSender({
+    label,
+    tls: options.tls,
+    ...(more.proxy === undefined ? {} : { proxy: more.proxy }),
+    secrets: more.secrets,
+    requestTimeoutMs: options.requestTimeoutMs,
+    retry: {
+      maxAttempts: options.maxAttempts,
+      maxRetryMs: options.maxRetryMs,
+      initialBackoffMs: options.initialBackoffMs,
+    },
+    clock: options.clock,
+    random: options.random,
+    onRetry: options.onRetry,
+  });
+}
+
 /** A successful answer. */
 export interface HttpAnswer {
   status: number;

@@ -65,9 +65,10 @@ import { type DatadogContext, eventHost, eventTags, sortedTags } from "./_datado
 import { eventChoice, type EventChoiceOptions, selectEvents, sourceOf } from "./_datadog_types.ts";
 import {
   displayUrl,
-  HttpSender,
+  type HttpSender,
+  httpSenderFor,
   HttpSinkError,
-  type HttpTlsOptions,
+  type HttpSinkOptions,
   isPermanentRejection,
   type OnFailure,
   rejectionReason,
@@ -112,11 +113,9 @@ export interface DatadogEvent {
 }
 
 /** Options for {@linkcode DatadogSink}; which events it sends: {@linkcode EventChoiceOptions}. */
-export interface DatadogSinkOptions extends EventChoiceOptions {
+export interface DatadogSinkOptions extends EventChoiceOptions, HttpSinkOptions {
   /** The sink's name in logs, metrics and routes (default "datadog"; named sinks of kevents_sinks). */
   name?: string;
-  /** Told of every request repeated after a retryable failure (metrics). */
-  onRetry?: () => void;
   /** The API key (`api_key` / `DD_API_KEY`). */
   apiKey: string;
   /** The Datadog site (`site` / `DD_SITE`, default {@linkcode DEFAULT_SITE}). */
@@ -133,24 +132,8 @@ export interface DatadogSinkOptions extends EventChoiceOptions {
   proxy?: string;
   /** Hosts (`host` or `host:port`, matched exactly) reached without the proxy. */
   noProxy?: readonly string[];
-  /** TLS settings (PEM texts), for a proxy or a test receiver. */
-  tls?: HttpTlsOptions;
-  /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
-  onFailure?: OnFailure;
-  /** Attempts per request before a send fails (default 5). */
-  maxAttempts?: number;
-  /** Longest total wait between the attempts of one request, in ms (default 30000). */
-  maxRetryMs?: number;
-  /** First backoff wait, in ms (default 250). */
-  initialBackoffMs?: number;
-  /** Bound of each attempt, in ms (default 10000). */
-  requestTimeoutMs?: number;
   /** Events whose last count is remembered (default {@linkcode DEFAULT_COUNT_CACHE_SIZE}). */
   countCacheSize?: number;
-  /** User-Agent header (default "kevents"). */
-  userAgent?: string;
-  clock?: Clock;
-  random?: () => number;
 }
 
 function seconds(time: string | undefined, fallback: number): number {
@@ -399,20 +382,9 @@ export class DatadogSink implements Sink, ServiceCheckSink {
     this.#onFailure = options.onFailure ?? "retry";
     this.#counts = new OccurrenceCounts(options.countCacheSize);
     this.#clock = options.clock;
-    this.#http = new HttpSender({
-      label: "Datadog",
-      tls: options.tls,
-      ...(options.proxy === undefined || direct ? {} : { proxy: options.proxy }),
+    this.#http = httpSenderFor("Datadog", options, {
       secrets: [options.apiKey],
-      requestTimeoutMs: options.requestTimeoutMs,
-      retry: {
-        maxAttempts: options.maxAttempts,
-        maxRetryMs: options.maxRetryMs,
-        initialBackoffMs: options.initialBackoffMs,
-      },
-      clock: options.clock,
-      random: options.random,
-      onRetry: options.onRetry,
+      ...(options.proxy === undefined || direct ? {} : { proxy: options.proxy }),
     });
   }
 

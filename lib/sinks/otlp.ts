@@ -39,7 +39,7 @@ import { SplittingSender } from "./_split_send.ts";
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/mod.ts";
 import { type Clock, systemClock } from "../time/mod.ts";
-import { HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+import { type HttpSender, httpSenderFor, type HttpSinkOptions, type OnFailure } from "./_http.ts";
 import { fencedHeaders, httpTarget } from "./_http_target.ts";
 import {
   CONTENT_TYPES,
@@ -61,7 +61,7 @@ import {
 export type { OtlpProtocol } from "./_otlp_encode.ts";
 
 /** Options for {@linkcode OtlpSink}. */
-export interface OtlpSinkOptions {
+export interface OtlpSinkOptions extends HttpSinkOptions {
   /** The sink's name in logs, metrics and routes (default "otlp"; named sinks of kevents_sinks). */
   name?: string;
   /** The full logs URL (http or https), `/v1/logs` included; user info becomes Basic authorization. */
@@ -76,25 +76,6 @@ export interface OtlpSinkOptions {
   clusterName?: string;
   /** The instrumentation scope of the records (default `{ name: "kevents" }`). */
   scope?: OtlpScope;
-  /** TLS settings (PEM texts). */
-  tls?: HttpTlsOptions;
-  /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
-  onFailure?: OnFailure;
-  /** Attempts per request before it fails (default 5). */
-  maxAttempts?: number;
-  /** Longest total wait between the attempts of one request, in ms (default 30000). */
-  maxRetryMs?: number;
-  /** First backoff wait, in ms (default 250). */
-  initialBackoffMs?: number;
-  /** Bound of each attempt, in ms (default 10000). */
-  requestTimeoutMs?: number;
-  /** User-Agent header (default "kevents"). */
-  userAgent?: string;
-  /** Told of every request repeated after a retryable failure (metrics). */
-  onRetry?: () => void;
-  /** The observed time of the records, and the retries' waits. */
-  clock?: Clock;
-  random?: () => number;
 }
 
 const log = getLogger(["kevents", "sink", "otlp"]);
@@ -153,20 +134,7 @@ export class OtlpSink implements Sink {
     });
     this.#url = url;
     this.#headers = headers;
-    this.#http = new HttpSender({
-      label: "OTLP",
-      tls: options.tls,
-      secrets,
-      requestTimeoutMs: options.requestTimeoutMs,
-      retry: {
-        maxAttempts: options.maxAttempts,
-        maxRetryMs: options.maxRetryMs,
-        initialBackoffMs: options.initialBackoffMs,
-      },
-      clock: this.#clock,
-      random: options.random,
-      onRetry: options.onRetry,
-    });
+    this.#http = httpSenderFor("OTLP", { ...options, clock: this.#clock }, { secrets });
   }
 
   /**

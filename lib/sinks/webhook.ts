@@ -39,8 +39,7 @@
 
 import { SplittingSender } from "./_split_send.ts";
 import { getLogger } from "@logtape/logtape";
-import type { Clock } from "../time/mod.ts";
-import { HttpSender, type HttpTlsOptions, type OnFailure } from "./_http.ts";
+import { type HttpSender, httpSenderFor, type HttpSinkOptions, type OnFailure } from "./_http.ts";
 import { fencedHeaders, httpTarget } from "./_http_target.ts";
 import {
   enrichmentJson,
@@ -56,11 +55,9 @@ import {
 export type WebhookFormat = "ndjson" | "json";
 
 /** Options for {@linkcode WebhookSink}. */
-export interface WebhookSinkOptions {
+export interface WebhookSinkOptions extends HttpSinkOptions {
   /** The sink's name in logs, metrics and routes (default "webhook"; named sinks of kevents_sinks). */
   name?: string;
-  /** Told of every request repeated after a retryable failure (metrics). */
-  onRetry?: () => void;
   /** Where to POST (http or https); user info becomes a Basic Authorization header. */
   url: string | URL;
   /** Body format (default "ndjson"). */
@@ -69,22 +66,6 @@ export interface WebhookSinkOptions {
   headers?: Readonly<Record<string, string>>;
   /** Sent as `Authorization: Bearer <token>`, over any Authorization header. */
   bearerToken?: string;
-  /** TLS settings (PEM texts). */
-  tls?: HttpTlsOptions;
-  /** What happens to a batch that cannot be delivered (default "retry": the pump retries it). */
-  onFailure?: OnFailure;
-  /** Attempts per send before it fails (default 5). */
-  maxAttempts?: number;
-  /** Longest total wait between the attempts of one send, in ms (default 30000). */
-  maxRetryMs?: number;
-  /** First backoff wait, in ms (default 250). */
-  initialBackoffMs?: number;
-  /** Bound of each attempt, in ms (default 10000). */
-  requestTimeoutMs?: number;
-  /** User-Agent header (default "kevents"). */
-  userAgent?: string;
-  clock?: Clock;
-  random?: () => number;
 }
 
 const log = getLogger(["kevents", "sink", "webhook"]);
@@ -137,20 +118,7 @@ export class WebhookSink implements Sink {
     });
     this.#url = url;
     this.#headers = headers;
-    this.#http = new HttpSender({
-      label: "Webhook",
-      tls: options.tls,
-      secrets,
-      requestTimeoutMs: options.requestTimeoutMs,
-      retry: {
-        maxAttempts: options.maxAttempts,
-        maxRetryMs: options.maxRetryMs,
-        initialBackoffMs: options.initialBackoffMs,
-      },
-      clock: options.clock,
-      random: options.random,
-      onRetry: options.onRetry,
-    });
+    this.#http = httpSenderFor("Webhook", options, { secrets });
   }
 
   /**
